@@ -1,0 +1,79 @@
+"""Presets and small config helpers.
+
+Every subsystem keeps its own preset table next to its code (``SYNTH_PRESETS`` in
+``harness.data.synth``, ...) as a dict ``{preset_name: dataclass_instance}``; this module
+only names the presets and resolves them, so adding a knob touches one module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Mapping, TypeVar
+
+PRESETS = ("smoke", "tiny", "paper")
+DEFAULT_PRESET = "tiny"
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A bad preset name or override; the message is one line meant for the user."""
+
+
+def resolve(table: Mapping[str, T], preset: str, overrides: Mapping[str, Any] | None = None) -> T:
+    """Return the dataclass for ``preset`` from ``table`` with ``overrides`` applied.
+
+    Overrides are ``{field: value}``; a nested field is ``"a.b"``. Values given as strings
+    (from the command line) are converted to the type of the current value.
+    """
+    if preset not in table:
+        raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(table)}")
+    cfg = table[preset]
+    for key, value in (overrides or {}).items():
+        cfg = _replace_path(cfg, key.split("."), value, key)
+    return cfg
+
+
+def _replace_path(obj: Any, path: list[str], value: Any, full: str) -> Any:
+    name = path[0]
+    fields = {f.name for f in dataclasses.fields(obj)}
+    if name not in fields:
+        raise ConfigError(f"unknown config key {full!r}; known here: {', '.join(sorted(fields))}")
+    current = getattr(obj, name)
+    if len(path) > 1:
+        return dataclasses.replace(obj, **{name: _replace_path(current, path[1:], value, full)})
+    return dataclasses.replace(obj, **{name: _coerce(value, current, full)})
+
+
+def _coerce(value: Any, current: Any, key: str) -> Any:
+    if not isinstance(value, str) or isinstance(current, str) or current is None:
+        return value
+    try:
+        if isinstance(current, bool):
+            if value.lower() in ("1", "true", "yes", "on"):
+                return True
+            if value.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        if isinstance(current, (int, float)):
+            return type(current)(value)
+        return type(current)(json.loads(value))
+    except (ValueError, TypeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"config key {key!r}: cannot read {value!r} as {type(current).__name__}") from exc
+
+
+def parse_overrides(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """``["a.b=1", "c=x"]`` -> ``{"a.b": "1", "c": "x"}`` (the ``--set`` option)."""
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(f"--set expects KEY=VALUE, got {pair!r}")
+        key, value = pair.split("=", 1)
+        out[key.strip()] = value
+    return out
+
+
+def to_dict(cfg: Any) -> dict:
+    """A dataclass config as plain JSON-able data (for run records and fingerprints)."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
