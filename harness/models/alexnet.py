@@ -1,0 +1,96 @@
+"""The student: AlexNet with torchvision's ``alexnet`` module layout and state_dict keys."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import nn
+
+from harness.models.common import Backbone, ModelOutput, conv_out, register_model, scaled
+
+
+@dataclasses.dataclass(frozen=True)
+class AlexNetConfig:
+    """Shape knobs of the student.
+
+    width scales every conv's channels (64, 192, 384, 256, 256); hidden is the number of
+    units of fc6/fc7 (4096 in torchvision); conv1_stride/conv1_padding let small inputs keep
+    a usable conv4 map (the representation graph takes a softmax over conv4 positions);
+    pool_size is the side of the adaptive average pool before the classifier (6 in
+    torchvision).
+    """
+
+    width: float = 1.0
+    hidden: int = 4096
+    conv1_stride: int = 4
+    conv1_padding: int = 2
+    pool_size: int = 6
+    dropout: float = 0.5
+
+
+@register_model("alexnet")
+class AlexNet(Backbone):
+    """AlexNet (Krizhevsky et al. 2012) laid out exactly as torchvision's ``alexnet``.
+
+    features.0 Conv(3,64,11,s4,p2) ReLU MaxPool(3,2) | features.3 Conv(64,192,5,p2) ReLU
+    MaxPool | features.6 Conv(192,384,3,p1) ReLU | features.8 Conv(384,256,3,p1) ReLU
+    (= conv4, the distillation layer) | features.10 Conv(256,256,3,p1) ReLU MaxPool |
+    avgpool | classifier.{0 Dropout, 1 Linear, 2 ReLU, 3 Dropout, 4 Linear, 5 ReLU,
+    6 Linear}. The embedding is fc7 after its ReLU (classifier.5's output).
+    """
+
+    def __init__(self, config: AlexNetConfig = AlexNetConfig(), num_classes: int = 1000, input_size: int = 224):
+        super().__init__()
+        self.config = config
+        self.input_size = input_size
+        self.num_classes = num_classes
+        c = [scaled(n, config.width) for n in (64, 192, 384, 256, 256)]
+        # ReLUs are not in place: conv4's activation is returned to the caller and must
+        # not be overwritten by later layers.
+        self.features = nn.Sequential(
+            nn.Conv2d(3, c[0], 11, stride=config.conv1_stride, padding=config.conv1_padding),
+            nn.ReLU(),
+            nn.MaxPool2d(3, 2),
+            nn.Conv2d(c[0], c[1], 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(3, 2),
+            nn.Conv2d(c[1], c[2], 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(c[2], c[3], 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(c[3], c[4], 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(3, 2),
+        )
+        self.avgpool = nn.AdaptiveAvgPool2d((config.pool_size, config.pool_size))
+        self.classifier = nn.Sequential(
+            nn.Dropout(config.dropout),
+            nn.Linear(c[4] * config.pool_size**2, config.hidden),
+            nn.ReLU(),
+            nn.Dropout(config.dropout),
+            nn.Linear(config.hidden, config.hidden),
+            nn.ReLU(),
+            nn.Linear(config.hidden, num_classes),
+        )
+        self.conv4_channels = c[3]
+        self.embedding_dim = config.hidden
+        self.clip_length = 1
+
+    def forward_features(self, x: torch.Tensor) -> ModelOutput:
+        self._check_image_input(x)
+        conv4 = self.features[:10](x)
+        h = self.avgpool(self.features[10:](conv4))
+        embedding = self.classifier[:6](torch.flatten(h, 1))
+        return ModelOutput(self.classifier[6](embedding), conv4, embedding)
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the last Linear (classifier.6) by a freshly initialised one."""
+        self.num_classes = num_classes
+        self.classifier[6] = nn.Linear(self.embedding_dim, num_classes).to(self.classifier[4].weight.device)
+
+    def conv4_shape(self, input_size: int | None = None) -> tuple[int, int, int]:
+        s = self.input_size if input_size is None else input_size
+        s = conv_out(s, 11, self.config.conv1_stride, self.config.conv1_padding)
+        s = conv_out(conv_out(s, 3, 2), 3, 2)  # pool1; conv2 keeps the size; pool2
+        return (self.conv4_channels, s, s)
