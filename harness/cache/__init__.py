@@ -1,0 +1,28 @@
+"""Feature store of cached teacher outputs: schema, Zarr/HDF5 backends, resumable writer,
+streaming reader. See docs/CACHE.md."""
+
+from harness.cache.store import (
+    FeatureStore,
+    FieldSpec,
+    HDF5Store,
+    ManifestMismatch,
+    StoreError,
+    ZarrStore,
+    suggest_chunk_items,
+    teacher_schema,
+)
+from harness.cache.writer import owned_chunks, world_from_env, write_store
+
+__all__ = [
+    "FeatureStore", "FieldSpec", "HDF5Store", "ManifestMismatch", "StoreError", "StreamingReader",
+    "ZarrStore", "owned_chunks", "suggest_chunk_items", "teacher_schema", "world_from_env", "write_store",
+]
+
+
+def __getattr__(name):
+    # The reader needs torch; writer processes (and their start-up time) do not.
+    if name == "StreamingReader":
+        from harness.cache.reader import StreamingReader
+
+        return StreamingReader
+    raise AttributeError(f"module 'harness.cache' has no attribute {name!r}")

@@ -1,0 +1,265 @@
+"""Streaming, shuffled, sharded batches from a feature store with bounded memory.
+
+One pass over a :class:`StreamingReader` is one epoch. Order: the chunks are permuted from
+``(seed, epoch)``; each rank takes every ``world_size``-th of them; a background thread reads
+them (at most ``prefetch`` waiting in a queue); the consumer keeps ``shuffle_buffer`` chunks
+and draws every batch uniformly from the items still in them, releasing a chunk once all its
+items are drawn. So at most ``shuffle_buffer + prefetch + 1`` chunks are alive whatever the
+store size (when one batch fits in ``shuffle_buffer`` chunks; else the chunks one batch
+spans replace ``shuffle_buffer``), and the order depends only on ``(seed, epoch, rank,
+world_size)``.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from harness.cache.store import FeatureStore, StoreError
+
+_SPLITS = {"train": 0, "test": 1}
+_END = object()
+
+
+class StreamingReader:
+    """Batches of store items as dicts of torch tensors.
+
+    Each batch has every requested field under its own name, ``index`` (the items' positions
+    in the store, int64) and ``view_index`` (int64). Fields marked ``per_view`` (views, conv4,
+    logits) are delivered for the item's selected view only: ``(B, *item_shape[1:])``, e.g.
+    conv4 ``(B, C, h, w)``. ``view="random"`` draws one view per item per epoch from
+    ``(seed, epoch)``; an int fixes it. Dtypes are the stored ones (conv4 stays float16).
+
+    ``split`` ("train"/"test"/0/1) keeps only items whose ``split_field`` has that value.
+    ``even_batches`` makes every rank yield the same number of batches (DDP needs it; the
+    surplus items of the fuller ranks are skipped that epoch).
+    """
+
+    def __init__(
+        self,
+        store: FeatureStore | str | os.PathLike,
+        fields: Sequence[str] | None = None,
+        batch_size: int = 64,
+        split: str | int | None = None,
+        shuffle: bool = True,
+        seed: int = 0,
+        shuffle_buffer: int = 2,
+        prefetch: int = 2,
+        device: str | torch.device = "cpu",
+        drop_last: bool = False,
+        view: str | int = "random",
+        rank: int = 0,
+        world_size: int = 1,
+        even_batches: bool = False,
+        split_field: str = "split",
+    ):
+        self.store = store if isinstance(store, FeatureStore) else FeatureStore.open(store)
+        st = self.store
+        if not st.is_complete():
+            raise StoreError(f"{st.path}: store is incomplete ({len(st.completed_chunks())}/{st.n_chunks} chunks); "
+                             f"finish writing it before reading")
+        self.fields = [f.name for f in st.fields] if fields is None else list(fields)
+        specs = [st.field(n) for n in self.fields]
+        if batch_size < 1 or shuffle_buffer < 1 or prefetch < 1:
+            raise StoreError(f"{st.path}: batch_size, shuffle_buffer and prefetch must be >= 1")
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise StoreError(f"{st.path}: rank {rank} / world size {world_size}: need 0 <= rank < world_size")
+        self.batch_size, self.shuffle, self.seed = int(batch_size), bool(shuffle), int(seed)
+        self.shuffle_buffer, self.prefetch, self.drop_last = int(shuffle_buffer), int(prefetch), bool(drop_last)
+        self.rank, self.world_size, self.even_batches = int(rank), int(world_size), bool(even_batches)
+        self.device = torch.device(device)
+        self.epoch = 0
+
+        self._per_view = {s.name for s in specs if s.per_view}
+        counts = {st.field(n).item_shape[0] for n in self._per_view}
+        if len(counts) > 1:
+            raise StoreError(f"{st.path}: per-view fields disagree on the number of views: {sorted(counts)}")
+        self.num_views = counts.pop() if counts else 1
+        if view != "random":
+            if isinstance(view, bool) or not isinstance(view, (int, np.integer)) or not 0 <= view < self.num_views:
+                raise StoreError(f"{st.path}: view must be 'random' or an int in [0, {self.num_views}), got {view!r}")
+        self.view = view
+
+        # Which items this reader serves; kept as a bool mask (one byte per item).
+        if split is None:
+            self._keep = None
+            per_chunk = [b - a for a, b in map(st.chunk_range, range(st.n_chunks))]
+        else:
+            code = _SPLITS.get(split, split) if isinstance(split, str) else split
+            if code not in (0, 1):
+                raise StoreError(f"{st.path}: split must be 'train', 'test', 0 or 1, got {split!r}")
+            self._keep = st.read(split_field) == code
+            per_chunk = [int(self._keep[a:b].sum()) for a, b in map(st.chunk_range, range(st.n_chunks))]
+        self._chunk_counts = np.asarray(per_chunk, dtype=np.int64)
+        self._chunks = np.flatnonzero(self._chunk_counts)
+        # Instrumentation: chunks read and not yet released (the memory bound under test).
+        self._alive_lock = threading.Lock()
+        self.chunks_alive = 0
+        self.max_chunks_alive = 0
+
+    # -- epoch plan --------------------------------------------------------------------------
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch whose order (and random views) the next pass follows."""
+        self.epoch = int(epoch)
+
+    def _rank_chunks(self, rank: int) -> np.ndarray:
+        order = self._chunks
+        if self.shuffle:
+            order = np.random.default_rng([self.seed, self.epoch, 0]).permutation(order)
+        return order[rank::self.world_size]
+
+    def _n_batches(self, n: int) -> int:
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __len__(self) -> int:
+        """Batches this rank yields in the current epoch."""
+        if self.even_batches:
+            return min(self._n_batches(int(self._chunk_counts[self._rank_chunks(r)].sum())) for r in range(self.world_size))
+        return self._n_batches(int(self._chunk_counts[self._rank_chunks(self.rank)].sum()))
+
+    def num_items(self) -> int:
+        """Items this rank yields in the current epoch (before even_batches truncation)."""
+        return int(self._chunk_counts[self._rank_chunks(self.rank)].sum())
+
+    def views_for_epoch(self) -> np.ndarray | None:
+        """The view index of every store item this epoch (independent of rank and order)."""
+        if self.view != "random":
+            return None
+        return np.random.default_rng([self.seed, self.epoch, 1]).integers(0, self.num_views, self.store.n_items, dtype=np.int16)
+
+    # -- iteration -----------------------------------------------------------------------------
+
+    def _acquire(self, n: int) -> None:
+        with self._alive_lock:
+            self.chunks_alive += n
+            self.max_chunks_alive = max(self.max_chunks_alive, self.chunks_alive)
+
+    def _produce(self, chunks: np.ndarray, q: queue.Queue, stop: threading.Event) -> None:
+        try:
+            for c in chunks:
+                if stop.is_set():
+                    return
+                a, b = self.store.chunk_range(int(c))
+                data = self.store.read_chunk(int(c), self.fields)
+                idx = np.arange(a, b, dtype=np.int64)
+                if self._keep is not None:
+                    rows = np.flatnonzero(self._keep[a:b])
+                    if len(rows) < b - a:
+                        data = {k: v[rows] for k, v in data.items()}
+                        idx = idx[rows]
+                self._acquire(1)
+                entry = (idx, data)
+                while not stop.is_set():
+                    try:
+                        q.put(entry, timeout=0.05)
+                        break
+                    except queue.Full:
+                        continue
+                else:
+                    self._acquire(-1)
+                    return
+            q.put(_END)
+        except BaseException as exc:  # handed to the consumer, re-raised there
+            q.put(exc)
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        chunks = self._rank_chunks(self.rank)
+        n_batches = len(self)
+        views = self.views_for_epoch()
+        rng = np.random.default_rng([self.seed, self.epoch, 2, self.rank, self.world_size])
+        hold = self.shuffle_buffer if self.shuffle else 1
+        q: queue.Queue = queue.Queue(maxsize=self.prefetch)
+        stop = threading.Event()
+        thread = threading.Thread(target=self._produce, args=(chunks, q, stop), daemon=True, name="store-reader")
+        thread.start()
+        pool: list[_Chunk] = []
+        drained = 0  # chunks fully drawn whose rows the batch being built still references
+        exhausted = False
+        try:
+            for _ in range(n_batches):
+                pieces: list[tuple[_Chunk, np.ndarray]] = []
+                need = self.batch_size
+                while need > 0:
+                    # Drawn-out chunks still count against the buffer until the batch is
+                    # built, unless the batch needs more items than the buffer can hold.
+                    while not exhausted and (len(pool) + drained < hold or not pool):
+                        got = q.get()
+                        if got is _END:
+                            exhausted = True
+                        elif isinstance(got, BaseException):
+                            raise got
+                        else:
+                            idx, data = got
+                            rest = rng.permutation(len(idx)) if self.shuffle else np.arange(len(idx))
+                            pool.append(_Chunk(idx, data, rest))
+                    sizes = np.array([len(c.rest) for c in pool], dtype=np.int64)
+                    total = int(sizes.sum())
+                    if total == 0:
+                        break
+                    take = min(need, total)
+                    # Uniform draw without replacement over every item still in the pool.
+                    pick = np.sort(rng.choice(total, take, replace=False)) if self.shuffle else np.arange(take)
+                    offsets = np.concatenate([[0], np.cumsum(sizes)])
+                    for c, lo, hi in zip(pool, offsets[:-1], offsets[1:]):
+                        local = pick[(pick >= lo) & (pick < hi)] - lo
+                        if len(local):
+                            pieces.append((c, c.rest[local]))
+                            c.rest = np.delete(c.rest, local)
+                    drained += sum(1 for c in pool if len(c.rest) == 0)
+                    pool = [c for c in pool if len(c.rest)]
+                    need -= take
+                if not pieces or (self.drop_last and need > 0):
+                    break
+                batch = self._assemble(pieces, views)
+                # Fully drawn chunks are released only now that the batch has copied their rows.
+                del pieces
+                self._acquire(-drained)
+                drained = 0
+                yield batch
+        finally:
+            stop.set()
+            leftover = len(pool) + drained
+            pool.clear()
+            while thread.is_alive():  # unblock a producer waiting on a full queue
+                try:
+                    leftover += isinstance(q.get(timeout=0.05), tuple)
+                except queue.Empty:
+                    pass
+            thread.join()
+            while not q.empty():
+                leftover += isinstance(q.get_nowait(), tuple)
+            self._acquire(-leftover)
+
+    def _assemble(self, pieces: list[tuple["_Chunk", np.ndarray]], views: np.ndarray | None) -> dict[str, torch.Tensor]:
+        idx = np.concatenate([c.idx[r] for c, r in pieces])
+        vidx = views[idx].astype(np.int64) if views is not None else np.full(len(idx), int(self.view), np.int64)
+        out: dict[str, np.ndarray] = {"index": idx, "view_index": vidx}
+        for name in self.fields:
+            parts, start = [], 0
+            for c, r in pieces:
+                arr = c.data[name]
+                parts.append(arr[r, vidx[start:start + len(r)]] if name in self._per_view else arr[r])
+                start += len(r)
+            out[name] = np.concatenate(parts) if len(parts) > 1 else np.ascontiguousarray(parts[0])
+        return {k: self._to_device(v) for k, v in out.items()}
+
+    def _to_device(self, arr: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(arr)
+        if self.device.type == "cuda":
+            return t.pin_memory().to(self.device, non_blocking=True)
+        return t if self.device.type == "cpu" else t.to(self.device)
+
+
+class _Chunk:
+    """A chunk held by the shuffle pool: store indices, field arrays, rows not yet drawn."""
+
+    __slots__ = ("idx", "data", "rest")
+
+    def __init__(self, idx: np.ndarray, data: dict[str, np.ndarray], rest: np.ndarray):
+        self.idx, self.data, self.rest = idx, data, rest

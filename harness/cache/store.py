@@ -1,0 +1,854 @@
+"""The feature store: aligned per-item arrays on disk, written chunk by chunk, resumable.
+
+One store holds ``n_items`` items (an item = one (video, frame) of the train or test split);
+every item field is an array ``(n_items, *item_shape)`` chunked along axis 0 by
+``chunk_items``. The schema is a list of :class:`FieldSpec` given by the caller;
+:func:`teacher_schema` builds the one ``cache-teachers`` writes. Arrays that are not on the
+item axis (class prototypes) are "extras" (:meth:`FeatureStore.put_extra`).
+
+Two backends share the interface (layouts in ``docs/CACHE.md``):
+
+- ``zarr`` (default): a Zarr v3 directory, one array per field, chunk = ``(chunk_items,
+  *item_shape)``; progress markers ``<store>/_progress/chunk_000012.done``.
+- ``hdf5``: while being written, every chunk is its own small HDF5 file
+  ``<path>.parts/chunk_000012.h5`` renamed into place when complete (the file *is* the
+  progress marker); :meth:`HDF5Store.finalize` copies the compressed chunks verbatim into the
+  single file ``<path>`` and removes the parts. HDF5 has no safe concurrent writers, and a
+  process killed while it holds an HDF5 file open for writing can leave the whole file
+  unreadable, so the shared file is never open for writing while chunks are produced.
+
+The manifest (teacher checkpoints, preprocessing, view seed, dataset fingerprint, code
+version, ...) is the caller's dict; the store records it beside its own layout and refuses
+to reopen or resume with a different one (:class:`ManifestMismatch`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import errno
+import fcntl
+import json
+import os
+import re
+import shutil
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from harness.errors import HarnessError
+
+FORMATS = ("zarr", "hdf5")
+#: Compression per backend; the defaults were chosen by the measurement in docs/CACHE.md.
+COMPRESSIONS = {"zarr": ("zstd", "zstd-bitshuffle", "lz4", "none"), "hdf5": ("gzip", "lzf", "none")}
+DEFAULT_COMPRESSION = {"zarr": "lz4", "hdf5": "none"}
+LAYOUT_VERSION = 1
+STORE_JSON = "harness_store.json"
+DEFAULT_IGNORE_KEYS = ("code_version",)
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*(/[A-Za-z0-9][A-Za-z0-9_.\-]*)*$")
+
+
+class StoreError(HarnessError):
+    """A store that cannot be created, opened, written or read as asked."""
+
+
+class ManifestMismatch(StoreError):
+    """The store on disk was made with a different manifest or layout than expected."""
+
+
+# ---- schema ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One per-item array: ``name`` (``/`` nests), the shape of one item, its dtype.
+
+    ``per_view`` marks fields whose first item axis is the augmentation view (``(K, ...)``):
+    the streaming reader gathers one view per item from them.
+    """
+
+    name: str
+    item_shape: tuple[int, ...]
+    dtype: str
+    per_view: bool = False
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not _NAME_RE.match(self.name) or self.name.split("/")[0] == "extra":
+            raise StoreError(f"field name {self.name!r}: use letters, digits, _ . - and '/' (not starting with 'extra/' or '_')")
+        shape = tuple(int(s) for s in self.item_shape)
+        if any(s <= 0 for s in shape):
+            raise StoreError(f"field {self.name!r}: item_shape {shape} has a non-positive dimension")
+        if self.per_view and not shape:
+            raise StoreError(f"field {self.name!r}: per_view needs a view axis in item_shape")
+        object.__setattr__(self, "item_shape", shape)
+        object.__setattr__(self, "dtype", np.dtype(self.dtype).name)
+
+    @property
+    def item_nbytes(self) -> int:
+        return int(np.prod(self.item_shape, dtype=np.int64)) * np.dtype(self.dtype).itemsize
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "item_shape": list(self.item_shape), "dtype": self.dtype, "per_view": self.per_view}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> "FieldSpec":
+        return cls(d["name"], tuple(d["item_shape"]), d["dtype"], bool(d.get("per_view", False)))
+
+
+def teacher_schema(
+    frame_size: int | tuple[int, int],
+    num_views: int,
+    teachers: Mapping[str, tuple[int, int, int]],
+    num_classes: int,
+    multilabel: bool = False,
+    conv4_dtype: str = "float16",
+    logits_dtype: str = "float32",
+) -> list[FieldSpec]:
+    """The fields ``cache-teachers`` writes.
+
+    ``teachers`` maps a teacher name to its conv4 shape ``(C, h, w)``. Fields: ``frames``
+    (H, W, 3) uint8; ``views`` (K, 5) float32 = normalised crop y0, x0, h, w and flip;
+    ``teachers/<name>/conv4`` (K, C, h, w) and ``teachers/<name>/logits`` (K, num_classes);
+    ``video``, ``frame`` int64; ``label`` int64 or (num_classes,) uint8 multi-hot; ``split``
+    uint8 (0 train, 1 test).
+    """
+    h, w = (frame_size, frame_size) if isinstance(frame_size, int) else tuple(frame_size)
+    k = int(num_views)
+    fields = [
+        FieldSpec("frames", (h, w, 3), "uint8"),
+        FieldSpec("views", (k, 5), "float32", per_view=True),
+    ]
+    for name, (c, fh, fw) in teachers.items():
+        fields.append(FieldSpec(f"teachers/{name}/conv4", (k, c, fh, fw), conv4_dtype, per_view=True))
+        fields.append(FieldSpec(f"teachers/{name}/logits", (k, num_classes), logits_dtype, per_view=True))
+    fields += [
+        FieldSpec("video", (), "int64"),
+        FieldSpec("frame", (), "int64"),
+        FieldSpec("label", (num_classes,), "uint8") if multilabel else FieldSpec("label", (), "int64"),
+        FieldSpec("split", (), "uint8"),
+    ]
+    return fields
+
+
+def suggest_chunk_items(fields: Sequence[FieldSpec], target_bytes: int = 32 << 20) -> int:
+    """Items per chunk so one chunk of every field together is about ``target_bytes`` raw."""
+    per_item = sum(f.item_nbytes for f in fields)
+    return max(1, int(target_bytes // max(per_item, 1)))
+
+
+# ---- small file helpers ------------------------------------------------------------------
+
+
+def _fsync_path(path: str | os.PathLike) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temp file, fsync, rename over ``path``, fsync the folder."""
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    _fsync_path(path.parent)
+
+
+def _norm(obj: Any) -> Any:
+    # Compare manifests as JSON would store them (tuples become lists, keys strings).
+    return json.loads(json.dumps(obj, sort_keys=True, default=str))
+
+
+def manifest_diff(expected: Mapping[str, Any], recorded: Mapping[str, Any], ignore: Iterable[str] = ()) -> list[str]:
+    """Top-level keys whose values differ (or that only one side has), minus ``ignore``."""
+    e, r, skip = _norm(dict(expected)), _norm(dict(recorded)), set(ignore)
+    return sorted(k for k in set(e) | set(r) if k not in skip and e.get(k, _MISSING) != r.get(k, _MISSING))
+
+
+_MISSING = object()
+
+
+@contextlib.contextmanager
+def store_lock(path: str | os.PathLike, timeout: float = 600.0) -> Iterator[None]:
+    """An exclusive ``flock`` on ``<path>.lock`` (a sibling file, so it exists before the store)."""
+    lock_path = Path(str(path) + ".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    fh = open(lock_path, "a+")
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                if time.monotonic() > deadline:
+                    raise StoreError(f"{lock_path}: timed out after {timeout:.0f}s waiting for the store lock") from None
+                time.sleep(0.02)
+        yield
+    finally:
+        fh.close()  # closing releases the flock
+
+
+# ---- the interface -------------------------------------------------------------------------
+
+
+class FeatureStore(ABC):
+    """Aligned per-item arrays on disk with a manifest and per-chunk progress.
+
+    Make one with :meth:`create` (creates, or reopens and checks an existing one, so it is
+    the entry point for resuming) or open one with :meth:`open`.
+    """
+
+    format: str = ""
+
+    def __init__(self, path: Path, record: dict, mode: str):
+        self.path = Path(path)
+        self.mode = mode
+        self._record = record
+        layout = record["layout"]
+        self._fields = [FieldSpec.from_json(f) for f in layout["fields"]]
+        self._by_name = {f.name: f for f in self._fields}
+        self.n_items = int(layout["n_items"])
+        self.chunk_items = int(layout["chunk_items"])
+        self.compression = layout["compression"]
+
+    # -- construction --------------------------------------------------------------------
+
+    @staticmethod
+    def layout(fields: Sequence[FieldSpec], n_items: int, chunk_items: int, format: str, compression: str | None) -> dict:
+        """The store's own description of itself, recorded beside the caller's manifest."""
+        if format not in FORMATS:
+            raise StoreError(f"unknown store format {format!r}; choose one of {', '.join(FORMATS)}")
+        compression = DEFAULT_COMPRESSION[format] if compression is None else compression
+        if compression not in COMPRESSIONS[format]:
+            raise StoreError(f"compression {compression!r} is not available for {format}; choose one of {', '.join(COMPRESSIONS[format])}")
+        fields = [f if isinstance(f, FieldSpec) else FieldSpec(*f) for f in fields]
+        names = [f.name for f in fields]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise StoreError(f"duplicate field names: {', '.join(dup)}")
+        for a in names:  # 'a' and 'a/b' cannot both be arrays (a would be a group)
+            if any(b.startswith(a + "/") for b in names):
+                raise StoreError(f"field {a!r} is also a prefix of another field's name")
+        if int(n_items) <= 0 or int(chunk_items) <= 0:
+            raise StoreError(f"n_items ({n_items}) and chunk_items ({chunk_items}) must be positive")
+        return {
+            "layout_version": LAYOUT_VERSION,
+            "format": format,
+            "compression": compression,
+            "n_items": int(n_items),
+            "chunk_items": int(chunk_items),
+            "fields": [f.to_json() for f in fields],
+        }
+
+    @classmethod
+    def create(
+        cls,
+        path: str | os.PathLike,
+        fields: Sequence[FieldSpec],
+        n_items: int,
+        chunk_items: int,
+        manifest: Mapping[str, Any],
+        format: str = "zarr",
+        compression: str | None = None,
+        ignore_keys: Iterable[str] = DEFAULT_IGNORE_KEYS,
+    ) -> "FeatureStore":
+        """Create the store, or reopen it for writing when it exists with the same manifest.
+
+        Safe when several processes call it at once (creation runs under a file lock and is
+        idempotent). An existing store whose manifest (minus ``ignore_keys``) or layout
+        differs raises :class:`ManifestMismatch`; nothing is overwritten.
+        """
+        layout = cls.layout(fields, n_items, chunk_items, format, compression)
+        backend = _BACKENDS[format]
+        path = Path(path)
+        with store_lock(path):
+            if backend.exists(path):
+                store = backend._open(path, "r+")
+                store.check(manifest, ignore_keys, layout)
+                return store
+            record = {
+                "layout": layout,
+                "manifest": _norm(dict(manifest)),
+                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            }
+            backend._create(path, record)
+            return backend._open(path, "r+")
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike,
+        mode: str = "r",
+        expect_manifest: Mapping[str, Any] | None = None,
+        ignore_keys: Iterable[str] = DEFAULT_IGNORE_KEYS,
+    ) -> "FeatureStore":
+        """Open an existing store (``mode`` "r" or "r+"), checking the manifest if given."""
+        if mode not in ("r", "r+"):
+            raise StoreError(f"{path}: mode must be 'r' or 'r+', got {mode!r}")
+        path = Path(path)
+        for backend in _BACKENDS.values():
+            if backend.exists(path):
+                store = backend._open(path, mode)
+                if expect_manifest is not None:
+                    store.check(expect_manifest, ignore_keys)
+                return store
+        raise StoreError(f"{path}: no feature store here (expected a Zarr folder with {STORE_JSON} or an HDF5 store)")
+
+    def check(self, expect_manifest: Mapping[str, Any], ignore_keys: Iterable[str] = DEFAULT_IGNORE_KEYS, layout: dict | None = None) -> None:
+        """Raise :class:`ManifestMismatch` naming the differing keys, if any."""
+        diff = manifest_diff(expect_manifest, self.manifest, ignore_keys)
+        if layout is not None:
+            diff += [f"layout.{k}" for k in manifest_diff(layout, self._record["layout"])]
+        if diff:
+            raise ManifestMismatch(
+                f"{self.path}: store was written with a different manifest (differing keys: {', '.join(diff)}); "
+                f"use another --store path or delete this one"
+            )
+
+    # -- description -----------------------------------------------------------------------
+
+    @property
+    def fields(self) -> list[FieldSpec]:
+        return list(self._fields)
+
+    def field(self, name: str) -> FieldSpec:
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise StoreError(f"{self.path}: no field {name!r}; fields: {', '.join(self._by_name)}") from None
+
+    @property
+    def manifest(self) -> dict:
+        return json.loads(json.dumps(self._record["manifest"]))
+
+    @property
+    def record(self) -> dict:
+        """Layout, manifest and creation time as stored."""
+        return json.loads(json.dumps(self._record))
+
+    @property
+    def n_chunks(self) -> int:
+        return -(-self.n_items // self.chunk_items)
+
+    def chunk_range(self, i: int) -> tuple[int, int]:
+        if not 0 <= i < self.n_chunks:
+            raise StoreError(f"{self.path}: chunk {i} out of range (store has {self.n_chunks})")
+        start = i * self.chunk_items
+        return start, min(start + self.chunk_items, self.n_items)
+
+    def raw_bytes(self) -> dict[str, int]:
+        """Uncompressed bytes per field."""
+        return {f.name: f.item_nbytes * self.n_items for f in self._fields}
+
+    @abstractmethod
+    def stored_bytes(self) -> dict[str, int]:
+        """Bytes on disk per field (chunk data only)."""
+
+    def is_complete(self) -> bool:
+        return len(self.completed_chunks()) == self.n_chunks
+
+    def info(self) -> str:
+        """A readable summary: manifest, fields (shape, dtype, chunks), compression ratio."""
+        done = len(self.completed_chunks())
+        stored, raw = self.stored_bytes(), self.raw_bytes()
+        lines = [
+            f"store: {self.path} ({self.format}, compression {self.compression})",
+            f"items: {self.n_items} in {self.n_chunks} chunks of {self.chunk_items}; "
+            f"complete: {done}/{self.n_chunks} chunks",
+            "manifest:",
+        ]
+        lines += [f"  {k}: {json.dumps(v, sort_keys=True)}" for k, v in sorted(self.manifest.items())]
+        lines.append("fields (shape, dtype, chunk, stored/raw):")
+        for f in self._fields:
+            shape = (self.n_items, *f.item_shape)
+            ratio = stored[f.name] / raw[f.name] if raw[f.name] else 0.0
+            lines.append(
+                f"  {f.name}: {shape} {f.dtype} chunk {(self.chunk_items, *f.item_shape)}"
+                f"{' per-view' if f.per_view else ''}  {_mb(stored[f.name])}/{_mb(raw[f.name])} = {ratio:.3f}"
+            )
+        tot_s, tot_r = sum(stored.values()), sum(raw.values())
+        lines.append(f"total: stored {_mb(tot_s)} / raw {_mb(tot_r)} = compression ratio {tot_s / max(tot_r, 1):.3f}")
+        extras = self.extras()
+        if extras:
+            lines.append("extras: " + ", ".join(f"{n} {self.get_extra(n).shape}" for n in extras))
+        return "\n".join(lines)
+
+    # -- data --------------------------------------------------------------------------------
+
+    def _check_chunk_data(self, i: int, data: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        start, stop = self.chunk_range(i)
+        missing = [n for n in self._by_name if n not in data]
+        unknown = [n for n in data if n not in self._by_name]
+        if missing or unknown:
+            raise StoreError(
+                f"{self.path}: chunk {i}: every field must be written together"
+                + (f"; missing {', '.join(missing)}" if missing else "")
+                + (f"; unknown {', '.join(unknown)}" if unknown else "")
+            )
+        out = {}
+        for name, value in data.items():
+            spec = self._by_name[name]
+            arr = np.asarray(value.detach().cpu().numpy() if hasattr(value, "detach") else value)
+            want = (stop - start, *spec.item_shape)
+            if arr.shape != want:
+                raise StoreError(f"{self.path}: chunk {i} field {name!r} has shape {arr.shape}, expected {want}")
+            if not np.can_cast(arr.dtype, spec.dtype, "same_kind"):
+                raise StoreError(f"{self.path}: chunk {i} field {name!r} has dtype {arr.dtype}, cannot store as {spec.dtype}")
+            out[name] = np.ascontiguousarray(arr, dtype=spec.dtype)
+        return out
+
+    def write_chunk(self, i: int, data: Mapping[str, Any]) -> None:
+        """Write every field of chunk ``i``, make it durable, then mark it done (atomically)."""
+        if self.mode == "r":
+            raise StoreError(f"{self.path}: opened read-only; open with mode='r+' to write")
+        self._write_chunk(i, self._check_chunk_data(i, data))
+
+    def read_chunk(self, i: int, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """The items of chunk ``i`` for ``names`` (default: every field)."""
+        names = list(self._by_name) if names is None else list(names)
+        for n in names:
+            self.field(n)
+        start, stop = self.chunk_range(i)
+        return {n: self._read(n, slice(start, stop)) for n in names}
+
+    def read(self, name: str, sel: slice | Sequence[int] | np.ndarray = slice(None)) -> np.ndarray:
+        """Items ``sel`` (a slice, or sorted/unsorted indices) of field ``name``."""
+        self.field(name)
+        if isinstance(sel, slice):
+            start, stop, step = sel.indices(self.n_items)
+            if step == 1:
+                return self._read(name, slice(start, max(start, stop)))
+            sel = np.arange(start, stop, step)
+        idx = np.asarray(sel, dtype=np.int64)
+        if idx.size == 0:
+            spec = self.field(name)
+            return np.empty((0, *spec.item_shape), spec.dtype)
+        if idx.min() < 0 or idx.max() >= self.n_items:
+            raise StoreError(f"{self.path}: index out of range for {self.n_items} items")
+        lo, hi = int(idx.min()), int(idx.max()) + 1
+        return self._read(name, slice(lo, hi))[idx - lo]
+
+    @abstractmethod
+    def _write_chunk(self, i: int, data: dict[str, np.ndarray]) -> None: ...
+
+    @abstractmethod
+    def _read(self, name: str, sel: slice) -> np.ndarray: ...
+
+    @abstractmethod
+    def completed_chunks(self) -> list[int]:
+        """Sorted indices of chunks marked done."""
+
+    @abstractmethod
+    def put_extra(self, name: str, array: np.ndarray) -> None:
+        """Store a small array that is not on the item axis (e.g. ``class_prototypes/<t>``)."""
+
+    @abstractmethod
+    def get_extra(self, name: str) -> np.ndarray: ...
+
+    @abstractmethod
+    def extras(self) -> list[str]: ...
+
+    def _check_extra_name(self, name: str) -> None:
+        if not isinstance(name, str) or not _NAME_RE.match(name):
+            raise StoreError(f"{self.path}: extra name {name!r}: use letters, digits, _ . - and '/'")
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        return f"<{type(self).__name__} {self.path} {self.n_items} items, {len(self._fields)} fields>"
+
+    # -- backend hooks ---------------------------------------------------------------------
+
+    @staticmethod
+    @abstractmethod
+    def exists(path: Path) -> bool: ...
+
+    @classmethod
+    @abstractmethod
+    def _create(cls, path: Path, record: dict) -> None: ...
+
+    @classmethod
+    @abstractmethod
+    def _open(cls, path: Path, mode: str) -> "FeatureStore": ...
+
+
+def _mb(n: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{n} B"
+
+
+def _read_record(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise StoreError(f"{path}: cannot read the store record ({exc})") from None
+
+
+# ---- Zarr v3 -----------------------------------------------------------------------------------
+
+
+def _zarr_compressors(compression: str, dtype: np.dtype) -> list:
+    import zarr.codecs as zc
+
+    if compression == "none":
+        return []
+    cname, _, shuffle = compression.partition("-")
+    # Byte shuffle groups the bytes of multi-byte numbers (exponents together); it does
+    # nothing for uint8, where bit shuffle is the only reordering that can help.
+    shuffle = shuffle or ("shuffle" if dtype.itemsize > 1 else "noshuffle")
+    return [zc.BloscCodec(cname=cname, clevel=3 if cname == "zstd" else 5, shuffle=shuffle, typesize=dtype.itemsize)]
+
+
+class ZarrStore(FeatureStore):
+    """Zarr v3 directory store: ``<path>/<field>`` arrays, ``<path>/extra/<name>`` extras,
+    ``<path>/harness_store.json`` (written last at creation, so its presence means "created"),
+    ``<path>/_progress/chunk_NNNNNN.done`` markers."""
+
+    format = "zarr"
+    _CREATING = ".harness_creating"
+
+    def __init__(self, path: Path, record: dict, mode: str):
+        super().__init__(path, record, mode)
+        import zarr
+
+        self._group = zarr.open_group(str(path), mode="r+" if mode == "r+" else "r")
+        self._arrays = {f.name: self._group[f.name] for f in self._fields}
+
+    @staticmethod
+    def exists(path: Path) -> bool:
+        return (path / STORE_JSON).is_file()
+
+    @classmethod
+    def _create(cls, path: Path, record: dict) -> None:
+        import zarr
+
+        if path.exists():
+            contents = {p.name for p in path.iterdir()} if path.is_dir() else {"?"}
+            # Only wipe what an interrupted creation of ours left; never somebody's folder.
+            if contents and cls._CREATING not in contents:
+                raise StoreError(f"{path}: exists and is not a harness feature store (no {STORE_JSON}); remove it or pick another path")
+            shutil.rmtree(path)
+        path.mkdir(parents=True)
+        (path / cls._CREATING).touch()
+        layout = record["layout"]
+        group = zarr.open_group(str(path), mode="a")
+        n, c = layout["n_items"], layout["chunk_items"]
+        for fj in layout["fields"]:
+            f = FieldSpec.from_json(fj)
+            group.create_array(
+                f.name,
+                shape=(n, *f.item_shape),
+                chunks=(c, *f.item_shape),
+                dtype=f.dtype,
+                compressors=_zarr_compressors(layout["compression"], np.dtype(f.dtype)),
+                fill_value=0,
+                # Fixed key encoding so chunk files have a known path (fsync after writing).
+                chunk_key_encoding={"name": "default", "separator": "/"},
+            )
+        (path / "_progress").mkdir()
+        _write_atomic(path / STORE_JSON, json.dumps(record, indent=2, sort_keys=True).encode())
+        (path / cls._CREATING).unlink()
+
+    @classmethod
+    def _open(cls, path: Path, mode: str) -> "ZarrStore":
+        return cls(path, _read_record(path / STORE_JSON), mode)
+
+    def _marker(self, i: int) -> Path:
+        return self.path / "_progress" / f"chunk_{i:06d}.done"
+
+    def _chunk_files(self, name: str, i: int) -> Path:
+        spec = self._by_name[name]
+        return self.path.joinpath(*name.split("/"), "c", str(i), *["0"] * len(spec.item_shape))
+
+    def _write_chunk(self, i: int, data: dict[str, np.ndarray]) -> None:
+        start, stop = self.chunk_range(i)
+        for name, arr in data.items():
+            self._arrays[name][start:stop] = arr
+            # zarr writes each chunk file atomically but does not fsync it; do it so the
+            # marker below never outlives the data on a power cut. An all-zero chunk is
+            # not written at all (zarr's write_empty_chunks=False): it reads back as zeros.
+            chunk_file = self._chunk_files(name, i)
+            if chunk_file.exists():
+                _fsync_path(chunk_file)
+        _write_atomic(self._marker(i), b"")
+
+    def _read(self, name: str, sel: slice) -> np.ndarray:
+        return np.asarray(self._arrays[name][sel])
+
+    def completed_chunks(self) -> list[int]:
+        done = []
+        for p in (self.path / "_progress").glob("chunk_*.done"):
+            i = int(p.name[6:12])
+            if i < self.n_chunks:
+                done.append(i)
+        return sorted(done)
+
+    def stored_bytes(self) -> dict[str, int]:
+        out = {}
+        for f in self._fields:
+            root = self.path.joinpath(*f.name.split("/"), "c")
+            out[f.name] = sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and not p.name.endswith(".partial")) if root.exists() else 0
+        return out
+
+    def put_extra(self, name: str, array: np.ndarray) -> None:
+        if self.mode == "r":
+            raise StoreError(f"{self.path}: opened read-only; open with mode='r+' to write")
+        self._check_extra_name(name)
+        array = np.ascontiguousarray(array)
+        # Under the lock: ranks that finish together may both write the same extra.
+        with store_lock(self.path):
+            arr = self._group.create_array(f"extra/{name}", shape=array.shape, dtype=array.dtype,
+                                           chunks=array.shape or None, compressors=[], overwrite=True)
+            arr[...] = array
+
+    def get_extra(self, name: str) -> np.ndarray:
+        key = f"extra/{name}"
+        if name not in self.extras():
+            raise StoreError(f"{self.path}: no extra array {name!r}; extras: {', '.join(self.extras()) or 'none'}")
+        return np.asarray(self._group[key][...])
+
+    def extras(self) -> list[str]:
+        root = self.path / "extra"
+        if not root.is_dir():
+            return []
+        out = []
+        for meta in root.rglob("zarr.json"):
+            if json.loads(meta.read_text()).get("node_type") == "array":
+                out.append(meta.parent.relative_to(root).as_posix())
+        return sorted(out)
+
+
+# ---- HDF5 ----------------------------------------------------------------------------------------
+
+
+def _h5_filters(compression: str, dtype: np.dtype) -> dict:
+    if compression == "none":
+        return {}
+    # Shuffle (byte transposition) helps multi-byte numbers; pointless for uint8.
+    return {"compression": compression, "compression_opts": 4 if compression == "gzip" else None,
+            "shuffle": dtype.itemsize > 1}
+
+
+class HDF5Store(FeatureStore):
+    """HDF5 backend. Being written: ``<path>.parts/harness_store.json`` plus one file per
+    finished chunk ``chunk_NNNNNN.h5`` (written under a temp name, fsynced and renamed, so a
+    part that exists is complete: it is the progress marker) and extras as ``extra/*.npy``.
+    Finished: the single file ``<path>`` (see :meth:`finalize`), record in its attributes."""
+
+    format = "hdf5"
+
+    def __init__(self, path: Path, record: dict, mode: str):
+        super().__init__(path, record, mode)
+        self._h5 = None
+
+    @property
+    def parts(self) -> Path:
+        return Path(str(self.path) + ".parts")
+
+    @property
+    def finalized(self) -> bool:
+        return self.path.is_file()
+
+    @staticmethod
+    def exists(path: Path) -> bool:
+        return path.is_file() or (Path(str(path) + ".parts") / STORE_JSON).is_file()
+
+    @classmethod
+    def _create(cls, path: Path, record: dict) -> None:
+        parts = Path(str(path) + ".parts")
+        parts.mkdir(parents=True, exist_ok=True)
+        (parts / "extra").mkdir(exist_ok=True)
+        _write_atomic(parts / STORE_JSON, json.dumps(record, indent=2, sort_keys=True).encode())
+
+    @classmethod
+    def _open(cls, path: Path, mode: str) -> "HDF5Store":
+        if path.is_file():
+            import h5py
+
+            try:
+                with h5py.File(path, "r") as f:
+                    record = json.loads(f.attrs["harness_store"])
+            except (OSError, KeyError, json.JSONDecodeError) as exc:
+                raise StoreError(f"{path}: not a readable harness HDF5 store ({exc})") from None
+            return cls(path, record, mode)
+        return cls(path, _read_record(Path(str(path) + ".parts") / STORE_JSON), mode)
+
+    def _file(self):
+        # One read handle per store object, opened lazily (h5py serialises access itself).
+        if self._h5 is None:
+            import h5py
+
+            self._h5 = h5py.File(self.path, "r")
+        return self._h5
+
+    def close(self) -> None:
+        if self._h5 is not None:
+            self._h5.close()
+            self._h5 = None
+
+    def _part(self, i: int) -> Path:
+        return self.parts / f"chunk_{i:06d}.h5"
+
+    def _create_dataset(self, f, spec: FieldSpec, n: int):
+        # maxshape None on axis 0 lets a short last part carry a full-size chunk, so every
+        # part's stored chunk is byte-identical to the final file's (copied verbatim).
+        return f.create_dataset(
+            spec.name, shape=(n, *spec.item_shape), dtype=spec.dtype,
+            chunks=(self.chunk_items, *spec.item_shape), maxshape=(None, *spec.item_shape),
+            fillvalue=0, **_h5_filters(self.compression, np.dtype(spec.dtype)),
+        )
+
+    def _write_chunk(self, i: int, data: dict[str, np.ndarray]) -> None:
+        import h5py
+
+        if self.finalized:
+            raise StoreError(f"{self.path}: store is finalized; it cannot be written again")
+        part = self._part(i)
+        tmp = part.with_name(f"{part.name}.tmp{os.getpid()}")
+        with h5py.File(tmp, "w") as f:
+            for name, arr in data.items():
+                self._create_dataset(f, self._by_name[name], len(arr))[...] = arr
+        _fsync_path(tmp)
+        os.replace(tmp, part)
+        _fsync_path(self.parts)
+
+    def finalize(self) -> bool:
+        """Merge every part into ``<path>`` (under the store lock) and remove the parts.
+
+        Returns False, doing nothing, while chunks are missing; True once the store is
+        finalized (by this call or an earlier one, possibly in another process).
+        """
+        import h5py
+
+        with store_lock(self.path):
+            if self.finalized:
+                return True
+            if len(self.completed_chunks()) != self.n_chunks:
+                return False
+            tmp = self.path.with_name(self.path.name + f".tmp{os.getpid()}")
+            record = dict(self._record, finalized=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+            with h5py.File(tmp, "w") as out:
+                dsets = {f.name: self._create_dataset(out, f, self.n_items) for f in self._fields}
+                for i in range(self.n_chunks):
+                    start, _ = self.chunk_range(i)
+                    with h5py.File(self._part(i), "r") as part:
+                        for f in self._fields:
+                            zero = (0,) * (1 + len(f.item_shape))
+                            src = part[f.name]
+                            if src.chunks is not None and src.id.get_chunk_info_by_coord(zero).size:
+                                mask, raw = src.id.read_direct_chunk(zero)
+                                dsets[f.name].id.write_direct_chunk((start,) + zero[1:], raw, mask)
+                            else:  # an unstored (all-fill) chunk stays unstored
+                                pass
+                for npy in sorted((self.parts / "extra").glob("*.npy")):
+                    out.create_dataset("extra/" + npy.stem.replace("%", "/"), data=np.load(npy))
+                out.attrs["harness_store"] = json.dumps(record, sort_keys=True)
+            _fsync_path(tmp)
+            os.replace(tmp, self.path)
+            _fsync_path(self.path.parent)
+            self._record = record
+            shutil.rmtree(self.parts, ignore_errors=True)
+            return True
+
+    def _read(self, name: str, sel: slice) -> np.ndarray:
+        if self.finalized:
+            return self._file()[name][sel]
+        # Reading an unfinished store: stitch the requested items from the part files.
+        start, stop, _ = sel.indices(self.n_items)
+        spec = self._by_name[name]
+        out = np.zeros((max(stop - start, 0), *spec.item_shape), spec.dtype)
+        import h5py
+
+        for i in range(start // self.chunk_items, -(-stop // self.chunk_items)):
+            c0, c1 = self.chunk_range(i)
+            lo, hi = max(c0, start), min(c1, stop)
+            if hi > lo and self._part(i).is_file():
+                with h5py.File(self._part(i), "r") as f:
+                    out[lo - start:hi - start] = f[name][lo - c0:hi - c0]
+        return out
+
+    def completed_chunks(self) -> list[int]:
+        if self.finalized:
+            return list(range(self.n_chunks))
+        if not self.parts.is_dir():
+            return []
+        return sorted(i for i in (int(p.name[6:12]) for p in self.parts.glob("chunk_??????.h5")) if i < self.n_chunks)
+
+    def stored_bytes(self) -> dict[str, int]:
+        if self.finalized:
+            f = self._file()
+            return {s.name: int(f[s.name].id.get_storage_size()) for s in self._fields}
+        import h5py
+
+        out = dict.fromkeys(self._by_name, 0)
+        for i in self.completed_chunks():
+            with h5py.File(self._part(i), "r") as f:
+                for n in out:
+                    out[n] += int(f[n].id.get_storage_size())
+        return out
+
+    def put_extra(self, name: str, array: np.ndarray) -> None:
+        if self.mode == "r":
+            raise StoreError(f"{self.path}: opened read-only; open with mode='r+' to write")
+        self._check_extra_name(name)
+        array = np.ascontiguousarray(array)
+        if not self.finalized:
+            target = self.parts / "extra" / (name.replace("/", "%") + ".npy")
+            tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+            with open(tmp, "wb") as fh:
+                np.save(fh, array)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+            return
+        import h5py
+
+        # After finalizing: a short exclusive write to the single file, under the lock.
+        self.close()
+        with store_lock(self.path), h5py.File(self.path, "r+") as f:
+            key = "extra/" + name
+            if key in f:
+                del f[key]
+            f.create_dataset(key, data=array)
+
+    def get_extra(self, name: str) -> np.ndarray:
+        if name not in self.extras():
+            raise StoreError(f"{self.path}: no extra array {name!r}; extras: {', '.join(self.extras()) or 'none'}")
+        if self.finalized:
+            return self._file()["extra/" + name][...]
+        return np.load(self.parts / "extra" / (name.replace("/", "%") + ".npy"))
+
+    def extras(self) -> list[str]:
+        if self.finalized:
+            f = self._file()
+            if "extra" not in f:
+                return []
+            names: list[str] = []
+            f["extra"].visititems(lambda n, o: names.append(n) if hasattr(o, "shape") else None)
+            return sorted(names)
+        d = self.parts / "extra"
+        return sorted(p.stem.replace("%", "/") for p in d.glob("*.npy")) if d.is_dir() else []
+
+
+_BACKENDS: dict[str, type[FeatureStore]] = {"zarr": ZarrStore, "hdf5": HDF5Store}

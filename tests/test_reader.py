@@ -1,0 +1,182 @@
+"""StreamingReader: coverage per epoch, determinism, per-view gathering, sharding, bounded
+memory and clean shutdown. Oracles: the arrays the test wrote, counted with numpy."""
+
+import threading
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+
+from harness.cache import FeatureStore, StoreError, StreamingReader, teacher_schema, write_store
+
+N, CHUNK, K, NC = 203, 10, 3, 6  # 21 chunks, the last one short
+FIELDS = teacher_schema(4, K, {"sort": (3, 2, 2), "track": (2, 1, 1)}, NC)
+
+
+def make_arrays():
+    rng = np.random.default_rng(5)
+    data = {}
+    for f in FIELDS:
+        shape = (N, *f.item_shape)
+        data[f.name] = (rng.integers(0, 256, shape).astype(np.uint8) if f.dtype == "uint8"
+                        else rng.standard_normal(shape).astype(f.dtype) if f.dtype.startswith("float")
+                        else rng.integers(0, 100, shape))
+    data["video"] = np.arange(N) // 7
+    data["split"] = (rng.random(N) < 0.3).astype(np.uint8)
+    return data
+
+
+DATA = make_arrays()
+
+
+@pytest.fixture(scope="module", params=["zarr", "hdf5"])
+def store(request, tmp_path_factory):
+    path = tmp_path_factory.mktemp("r") / ("s.zarr" if request.param == "zarr" else "s.h5")
+    write_store(path, FIELDS, N, CHUNK, {"m": 1},
+                lambda i: {k: v[i * CHUNK:(i + 1) * CHUNK] for k, v in DATA.items()},
+                format=request.param, progress=False)
+    return FeatureStore.open(path)
+
+
+def epoch_indices(reader):
+    return [b["index"].numpy() for b in reader]
+
+
+def test_epoch_visits_every_item_exactly_once(store):
+    reader = StreamingReader(store, batch_size=16, seed=1)
+    batches = epoch_indices(reader)
+    flat = np.concatenate(batches)
+    assert sorted(flat.tolist()) == list(range(N))
+    assert [len(b) for b in batches] == [16] * (N // 16) + [N % 16]
+    assert len(reader) == len(batches) == -(-N // 16)
+    assert not np.array_equal(flat, np.arange(N))  # it is shuffled
+
+
+def test_drop_last_drops_only_the_remainder(store):
+    reader = StreamingReader(store, batch_size=16, seed=1, drop_last=True)
+    batches = epoch_indices(reader)
+    assert len(batches) == len(reader) == N // 16 and all(len(b) == 16 for b in batches)
+    flat = np.concatenate(batches)
+    assert len(set(flat.tolist())) == len(flat) == (N // 16) * 16
+
+
+@pytest.mark.parametrize("split,code", [("train", 0), ("test", 1), (1, 1)])
+def test_split_filter_keeps_exactly_that_split(store, split, code):
+    reader = StreamingReader(store, batch_size=8, split=split, seed=2)
+    flat = np.concatenate(epoch_indices(reader))
+    want = np.flatnonzero(DATA["split"] == code)
+    assert sorted(flat.tolist()) == want.tolist()
+    assert reader.num_items() == len(want)
+
+
+@pytest.mark.parametrize("split", [None, "train"])
+def test_two_ranks_partition_the_items(store, split):
+    seen = []
+    for rank in range(2):
+        reader = StreamingReader(store, batch_size=8, split=split, seed=3, rank=rank, world_size=2)
+        reader.set_epoch(4)
+        seen.append(np.concatenate(epoch_indices(reader)))
+    assert not set(seen[0]) & set(seen[1])
+    want = np.arange(N) if split is None else np.flatnonzero(DATA["split"] == 0)
+    assert sorted(np.concatenate(seen).tolist()) == want.tolist()
+
+
+def test_even_batches_gives_every_rank_the_same_count(store):
+    lens = []
+    for rank in range(3):
+        reader = StreamingReader(store, batch_size=8, split="test", seed=3, rank=rank, world_size=3, even_batches=True)
+        got = epoch_indices(reader)
+        assert len(got) == len(reader)
+        lens.append(len(got))
+    assert len(set(lens)) == 1
+
+
+def test_order_depends_only_on_seed_and_epoch(store):
+    def order(seed, epoch, **kw):
+        r = StreamingReader(store, batch_size=16, seed=seed, **kw)
+        r.set_epoch(epoch)
+        return np.concatenate(epoch_indices(r))
+
+    a = order(0, 0)
+    np.testing.assert_array_equal(a, order(0, 0))  # a fresh reader, same order
+    np.testing.assert_array_equal(a, order(0, 0, prefetch=1, shuffle_buffer=2))  # prefetch does not change it
+    assert not np.array_equal(a, order(0, 1))
+    assert not np.array_equal(a, order(1, 0))
+    reader = StreamingReader(store, batch_size=16, seed=0)
+    first = np.concatenate(epoch_indices(reader))
+    np.testing.assert_array_equal(first, np.concatenate(epoch_indices(reader)))  # no hidden state
+    unshuffled = np.concatenate(epoch_indices(StreamingReader(store, batch_size=16, shuffle=False)))
+    np.testing.assert_array_equal(unshuffled, np.arange(N))
+
+
+def test_per_view_fields_are_gathered_at_each_items_view(store):
+    reader = StreamingReader(store, batch_size=32, seed=7)
+    views_seen = []
+    for b in reader:
+        idx, v = b["index"].numpy(), b["view_index"].numpy()
+        views_seen.append(v)
+        for name in ("teachers/sort/conv4", "teachers/track/logits", "views"):
+            assert b[name].dtype == torch.from_numpy(DATA[name][:1]).dtype
+            np.testing.assert_array_equal(b[name].numpy(), DATA[name][idx, v])
+        assert b["teachers/sort/conv4"].shape[1:] == (3, 2, 2) and b["teachers/sort/conv4"].dtype == torch.float16
+        for name in ("frames", "label", "video"):
+            np.testing.assert_array_equal(b[name].numpy(), DATA[name][idx])
+    counts = Counter(np.concatenate(views_seen).tolist())
+    assert set(counts) == set(range(K)) and min(counts.values()) > N / K / 2  # roughly uniform
+    # views per item change with the epoch, stay put for the same epoch
+    v0 = reader.views_for_epoch()
+    reader.set_epoch(1)
+    assert not np.array_equal(v0, reader.views_for_epoch())
+    fixed = StreamingReader(store, fields=["teachers/sort/logits"], batch_size=50, view=2, shuffle=False)
+    b = next(iter(fixed))
+    assert (b["view_index"] == 2).all()
+    np.testing.assert_array_equal(b["teachers/sort/logits"].numpy(), DATA["teachers/sort/logits"][:50, 2])
+
+
+def reader_threads():
+    return [t for t in threading.enumerate() if t.name == "store-reader"]
+
+
+@pytest.mark.parametrize("buffer,prefetch", [(1, 1), (2, 2), (4, 1)])
+def test_memory_is_bounded_in_chunks(store, buffer, prefetch):
+    reader = StreamingReader(store, batch_size=4, shuffle_buffer=buffer, prefetch=prefetch, seed=0)
+    peak = 0
+    for _ in reader:
+        peak = max(peak, reader.chunks_alive)
+    assert reader.max_chunks_alive <= buffer + prefetch + 1 < store.n_chunks
+    assert reader.max_chunks_alive >= buffer  # the counter does count
+    assert reader.chunks_alive == 0 and not reader_threads()
+
+
+def test_abandoned_iteration_stops_the_thread(store):
+    reader = StreamingReader(store, batch_size=4, prefetch=3)
+    it = iter(reader)
+    next(it)
+    next(it)
+    it.close()  # what a `break` out of a for loop does
+    assert not reader_threads()
+    assert reader.chunks_alive == 0
+
+
+def test_errors_in_the_reading_thread_reach_the_caller(store, monkeypatch):
+    reader = StreamingReader(store, batch_size=4)
+
+    def broken(i, names=None):
+        raise OSError(f"disk gone at chunk {i}")
+
+    monkeypatch.setattr(reader.store, "read_chunk", broken)
+    with pytest.raises(OSError, match="disk gone"):
+        list(reader)
+    assert not reader_threads()
+
+
+def test_bad_arguments(store):
+    with pytest.raises(StoreError, match="view must be 'random' or an int in \\[0, 3\\)"):
+        StreamingReader(store, view=3)
+    with pytest.raises(StoreError, match="split must be"):
+        StreamingReader(store, split="val")
+    with pytest.raises(StoreError, match="rank 2 / world size 2"):
+        StreamingReader(store, rank=2, world_size=2)
+    with pytest.raises(StoreError, match="no field 'nope'"):
+        StreamingReader(store, fields=["nope"])
