@@ -1,0 +1,291 @@
+"""``harness cache-teachers``: run the frozen, fine-tuned teachers once over every clip and
+view of the train and test splits, and write one feature store.
+
+Items are (video, frame) pairs, video-major, train split first then test. Each item carries
+K augmentation views (normalised crop box + flip). Train views are random resized crops;
+test views are fixed crops (view 0 = the centre view the evaluator uses). All teachers see
+the same views, and the student later replays them on the stored frames (FKD's idea).
+Teacher conv4 maps are average-pooled to the student's conv4 size before storing: that is
+the size G_r works at, and it keeps the cache small.
+
+Every random choice is a function of (view_seed, item index), so any chunk can be produced
+in any process in any order: kill-and-resume and multi-process runs give identical stores.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from harness.cache.store import FeatureStore, StoreError, suggest_chunk_items, teacher_schema
+from harness.cache.writer import write_store
+from harness.config import resolve, to_dict
+from harness.data.index import VideoIndex, open_index
+from harness.data.transforms import View, apply_view, center_view, sample_view, to_tensor
+from harness.data.video import evenly_spaced, read_video
+from harness.errors import HarnessError
+from harness.models import MODEL_PRESETS, build_model
+from harness.provenance import code_version, sha256_file
+
+TEACHER_TASKS = ("sort", "motion", "track", "predict")
+
+
+class CacheError(HarnessError):
+    pass
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    frame_size: tuple                 # (H, W) frames are decoded and stored at
+    frames_per_video_train: int
+    frames_per_video_test: int
+    views: int                        # K views per item
+    view_scale: tuple = (0.5, 1.0)    # random resized crop area range (train views)
+    center_scale: float = 0.875       # test view 0: centre crop of this side fraction
+    view_seed: int = 0
+    chunk_items: int = 0              # 0 = sized to ~32 MB of raw data per chunk
+    batch_size: int = 64              # teacher inference batch
+    conv4_dtype: str = "float16"
+    dataset: str = "synth"
+    split: int = 1
+
+
+CACHE_PRESETS = {
+    "smoke": CacheConfig(frame_size=(32, 32), frames_per_video_train=2, frames_per_video_test=2, views=2,
+                         chunk_items=16, batch_size=32),
+    "tiny": CacheConfig(frame_size=(64, 64), frames_per_video_train=8, frames_per_video_test=6, views=4,
+                        chunk_items=256, batch_size=128),
+    # Paper scale: ~76k train items on UCF101 split 1 with 8 frames per video; 2 views keep
+    # the store near 1 MB per item (4 teachers x 256 x 13 x 13 float16 per view).
+    "paper": CacheConfig(frame_size=(240, 320), frames_per_video_train=8, frames_per_video_test=25, views=2,
+                         batch_size=64, dataset="ucf101"),
+}
+
+
+@dataclass
+class Teacher:
+    name: str
+    model: torch.nn.Module
+    checkpoint: Path
+    sha256: str
+    arch: str
+
+
+def load_teacher(name: str, path: str | os.PathLike, num_classes: int, preset: str) -> Teacher:
+    """A fine-tuned teacher from its ``checkpoint.pt`` (written by ``harness finetune``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CacheError(f"{path}: teacher checkpoint for {name!r} not found")
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # a truncated or foreign file
+        raise CacheError(f"{path}: cannot read teacher checkpoint ({exc.__class__.__name__}: {exc})") from exc
+    state = ck.get("model") or ck.get("state_dict")
+    arch = ck.get("arch")
+    if state is None or arch is None:
+        raise CacheError(f"{path}: not a harness fine-tuned checkpoint (needs 'arch' and 'model' entries)")
+    if ck.get("num_classes", num_classes) != num_classes:
+        raise CacheError(f"{path}: teacher {name!r} has {ck.get('num_classes')} classes, the dataset {num_classes}")
+    if ck.get("preset", preset) != preset:
+        raise CacheError(f"{path}: teacher {name!r} was trained for preset {ck.get('preset')!r}, not {preset!r}")
+    model = build_model(arch, num_classes, preset, **dict(ck.get("model_overrides", {})))
+    model.load_state_dict(state)
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return Teacher(name, model, path, sha256_file(path), arch)
+
+
+@dataclass
+class ItemPlan:
+    """Which (split, video, frame) every store item is."""
+
+    split: np.ndarray     # (N,) 0 train, 1 test
+    video: np.ndarray     # (N,) index into that split's VideoIndex
+    frame: np.ndarray     # (N,) frame index in the video
+    num_frames: np.ndarray  # (N,) frames in the video (for clip windows)
+
+
+def plan_items(indexes: dict[int, VideoIndex], cfg: CacheConfig, counts: dict[int, list[int]]) -> ItemPlan:
+    rows = []
+    for split_code, index in sorted(indexes.items()):
+        per_video = cfg.frames_per_video_train if split_code == 0 else cfg.frames_per_video_test
+        for v in range(len(index)):
+            n = counts[split_code][v]
+            for f in evenly_spaced(n, per_video):
+                rows.append((split_code, v, int(f), n))
+    arr = np.asarray(rows, dtype=np.int64).reshape(-1, 4)
+    return ItemPlan(arr[:, 0].astype(np.uint8), arr[:, 1], arr[:, 2], arr[:, 3])
+
+
+def item_views(item: int, split_code: int, cfg: CacheConfig, aspect: float) -> list[View]:
+    """K views of one item, a pure function of (view_seed, item)."""
+    if split_code == 1:  # fixed test crops: centre, its flip, then corner-ish crops
+        fixed = [center_view(cfg.center_scale, aspect), dataclasses.replace(center_view(cfg.center_scale, aspect), flip=True)]
+        s = cfg.center_scale
+        corners = [View(0.0, 0.0, s, s, False), View(1 - s, 1 - s, s, s, False),
+                   View(0.0, 1 - s, s, s, False), View(1 - s, 0.0, s, s, False)]
+        fixed += corners
+        return [fixed[k % len(fixed)] for k in range(cfg.views)]
+    rng = np.random.default_rng([cfg.view_seed, item])
+    return [sample_view(rng, scale=tuple(cfg.view_scale), aspect=aspect) for _ in range(cfg.views)]
+
+
+class TeacherRunner:
+    """Produces store chunks: decodes the chunk's videos, applies each view, runs teachers."""
+
+    def __init__(self, teachers: list[Teacher], indexes: dict[int, VideoIndex], plan: ItemPlan,
+                 cfg: CacheConfig, preset: str, chunk_items: int, conv4_hw: tuple[int, int], device: torch.device):
+        self.teachers, self.indexes, self.plan, self.cfg = teachers, indexes, plan, cfg
+        self.chunk_items, self.conv4_hw, self.device = chunk_items, conv4_hw, device
+        self.input_size = MODEL_PRESETS[preset].input_size
+        self.aspect = cfg.frame_size[1] / cfg.frame_size[0]
+        for t in teachers:
+            t.model.to(device)
+
+    def _decode(self, split_code: int, video: int) -> np.ndarray:
+        path = self.indexes[split_code][video].path
+        return read_video(path, size=tuple(self.cfg.frame_size))
+
+    def __call__(self, chunk: int) -> dict[str, np.ndarray]:
+        a = chunk * self.chunk_items
+        b = min(a + self.chunk_items, len(self.plan.split))
+        k = self.cfg.views
+        frames = np.empty((b - a, *self.cfg.frame_size, 3), np.uint8)
+        views = np.empty((b - a, k, 5), np.float32)
+        clips: list[np.ndarray] = []      # per item: the decoded video it belongs to
+        decoded: dict[tuple[int, int], np.ndarray] = {}
+        for j, i in enumerate(range(a, b)):
+            key = (int(self.plan.split[i]), int(self.plan.video[i]))
+            if key not in decoded:
+                decoded.clear()  # video-major order: keep one video in memory
+                decoded[key] = self._decode(*key)
+            video = decoded[key]
+            f = min(int(self.plan.frame[i]), len(video) - 1)
+            frames[j] = video[f]
+            views[j] = np.stack([v.as_array() for v in item_views(i, key[0], self.cfg, self.aspect)])
+            clips.append(video[: f + 1])
+        out = {"frames": frames, "views": views,
+               "video": self.plan.video[a:b], "frame": self.plan.frame[a:b], "split": self.plan.split[a:b]}
+        inputs: dict[int, torch.Tensor] = {}    # teacher inputs by clip length, built once
+        for t in self.teachers:
+            length = getattr(t.model, "clip_length", 1)
+            if length not in inputs:
+                inputs[length] = self._inputs(clips, views, length)
+            conv4, logits = self._run_teacher(t, inputs[length], len(clips), k)
+            out[f"teachers/{t.name}/conv4"] = conv4.astype(self.cfg.conv4_dtype)
+            out[f"teachers/{t.name}/logits"] = logits
+        return out
+
+    def _inputs(self, clips: list[np.ndarray], views: np.ndarray, length: int) -> torch.Tensor:
+        """(n * K, T, 3, H, W): for each item and view, the ``length`` frames ending at the
+        item's frame (clamped at the start), all cropped with that view."""
+        xs = []
+        for j, clip in enumerate(clips):
+            idx = np.clip(np.arange(len(clip) - length, len(clip)), 0, len(clip) - 1)
+            for v in range(views.shape[1]):
+                xs.append(to_tensor(apply_view(clip[idx], View.from_array(views[j, v]), self.input_size)))
+        return torch.stack(xs)
+
+    @torch.no_grad()
+    def _run_teacher(self, t: Teacher, inputs: torch.Tensor, n: int, k: int):
+        conv4s, logits = [], []
+        bs = self.cfg.batch_size
+        for s in range(0, len(inputs), bs):
+            x = inputs[s:s + bs].to(self.device)
+            x = x[:, 0] if x.shape[1] == 1 else x
+            out = t.model.forward_features(x)
+            conv4s.append(torch.nn.functional.adaptive_avg_pool2d(out.conv4.float(), self.conv4_hw).cpu())
+            logits.append(out.logits.float().cpu())
+        conv4 = torch.cat(conv4s).numpy().reshape(n, k, *conv4s[0].shape[1:])
+        return conv4, torch.cat(logits).numpy().reshape(n, k, -1)
+
+
+def default_store_path(preset: str, fmt: str) -> Path:
+    return Path("cache") / f"{preset}.{'zarr' if fmt == 'zarr' else 'h5'}"
+
+
+def cache_teachers(preset: str, teacher_checkpoints: dict[str, str | os.PathLike], data_root: str | os.PathLike,
+                   store: str | os.PathLike | None = None, fmt: str = "zarr", views: int | None = None,
+                   overrides: dict[str, Any] | None = None, device: str = "auto", progress: bool = True,
+                   compression: str | None = None) -> FeatureStore:
+    """Create (or resume) the teacher feature store for ``preset``; returns it once complete."""
+    from harness.utils import pick_device
+
+    cfg = resolve(CACHE_PRESETS, preset, {**(overrides or {}), **({"views": views} if views else {})})
+    store_path = Path(store) if store is not None else default_store_path(preset, fmt)
+    indexes = {0: open_index(cfg.dataset, data_root, split=cfg.split, subset="train"),
+               1: open_index(cfg.dataset, data_root, split=cfg.split, subset="test")}
+    classes = list(indexes[0].classes)
+    teachers = [load_teacher(name, path, len(classes), preset) for name, path in teacher_checkpoints.items()]
+    if not teachers:
+        raise CacheError("cache-teachers: no teacher checkpoints given")
+    student = build_model("alexnet", len(classes), preset)
+    _, sh, sw = student.conv4_shape()
+    counts = {s: [_frame_count(r.path) for r in idx] for s, idx in indexes.items()}
+    plan = plan_items(indexes, cfg, counts)
+    shapes = {t.name: (t.model.conv4_shape()[0], sh, sw) for t in teachers}
+    fields = teacher_schema(tuple(cfg.frame_size), cfg.views, shapes, len(classes),
+                            multilabel=indexes[0].multilabel, conv4_dtype=cfg.conv4_dtype)
+    fields = [f for f in fields if f.name != "label"] + [f for f in fields if f.name == "label"]
+    chunk_items = cfg.chunk_items or suggest_chunk_items(fields)
+    manifest = {
+        "kind": "teacher-features",
+        "preset": preset,
+        "dataset": {"name": cfg.dataset, "split": cfg.split, "classes": classes,
+                    "multilabel": indexes[0].multilabel,
+                    "fingerprint": {"train": indexes[0].fingerprint(), "test": indexes[1].fingerprint()}},
+        "teachers": {t.name: {"arch": t.arch, "sha256": t.sha256, "checkpoint": str(t.checkpoint)} for t in teachers},
+        "preprocessing": {**to_dict(cfg), "input_size": MODEL_PRESETS[preset].input_size,
+                          "conv4_pool": [sh, sw], "normalisation": "imagenet mean/std"},
+        "view_seed": cfg.view_seed,
+        "dtypes": {"frames": "uint8", "conv4": cfg.conv4_dtype, "logits": "float32"},
+        "code_version": code_version(),
+    }
+    labels = {s: idx.targets() for s, idx in indexes.items()}
+    runner = TeacherRunner(teachers, indexes, plan, cfg, preset, chunk_items, (sh, sw), pick_device(device))
+
+    def produce(chunk: int) -> dict[str, np.ndarray]:
+        out = runner(chunk)
+        out["label"] = np.stack([labels[int(s)][int(v)] for s, v in zip(out["split"], out["video"])])
+        return out
+
+    st = write_store(store_path, fields, len(plan.split), chunk_items, manifest, produce, format=fmt,
+                     compression=compression, progress=progress)
+    if st.is_complete():
+        _write_prototypes(st, [t.name for t in teachers], len(classes))
+    return st
+
+
+def _frame_count(path) -> int:
+    from harness.data.video import count_frames
+
+    return count_frames(path)
+
+
+def _write_prototypes(st: FeatureStore, names: list[str], num_classes: int) -> None:
+    """Per-class mean teacher logit vector over the training items (all views): the EM
+    ground cost's class prototypes (METHOD.md, G_l)."""
+    have = set(st.extras())
+    if all(f"class_prototypes/{n}" in have for n in names):
+        return
+    split = st.read("split")
+    label = st.read("label")
+    train = split == 0
+    for n in names:
+        logits = st.read(f"teachers/{n}/logits")[train].astype(np.float64).mean(1)   # (N_train, C)
+        y = label[train]
+        if y.ndim == 1:
+            onehot = np.eye(num_classes)[y]
+        else:
+            onehot = y.astype(np.float64)
+        counts = onehot.sum(0)
+        if (counts == 0).any():
+            raise StoreError(f"{st.path}: classes with no training items; cannot build class prototypes")
+        st.put_extra(f"class_prototypes/{n}", (onehot.T @ logits / counts[:, None]).astype(np.float32))

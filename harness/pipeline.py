@@ -1,0 +1,72 @@
+"""The end-to-end pipeline on demand: each step finds its finished input or makes it.
+
+    data (synth)  ->  teachers (pretrain + finetune)  ->  store (cache-teachers)  ->  distill
+
+Every step is keyed by its config (run folders by fingerprint, the store by its manifest),
+so asking for a Table 2 row runs only what is missing and reuses everything else.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from harness.cache.teachers import TEACHER_TASKS, cache_teachers, default_store_path
+from harness.config import resolve
+from harness.errors import HarnessError
+
+
+def default_data_root(preset: str) -> Path:
+    return Path("data") / f"synth-{preset}"
+
+
+def ensure_data(preset: str, data_root: str | os.PathLike | None = None, seed: int = 0) -> Path:
+    """The dataset root: ``data_root`` if given, else the synthetic set of smoke/tiny
+    (generated on first use)."""
+    if data_root is not None:
+        return Path(data_root)
+    if preset == "paper":
+        raise HarnessError("preset 'paper' reads a real dataset: pass --data-root DIR")
+    root = default_data_root(preset)
+    if not (root / "synth.json").is_file():
+        from harness.data.synth import SYNTH_PRESETS, generate
+
+        generate(root, resolve(SYNTH_PRESETS, preset), seed=seed)
+    return root
+
+
+def teacher_checkpoints(preset: str, seed: int = 0, data_root: str | os.PathLike | None = None,
+                        tasks: tuple[str, ...] = TEACHER_TASKS) -> dict[str, Path]:
+    """The fine-tuned teacher of each task (self-supervised pretraining, then fine-tuning),
+    trained now if no finished run with the same config exists."""
+    from harness.finetune import finetune_pretext
+
+    return {task: finetune_pretext(task, preset, seed, data_root=data_root).path / "checkpoint.pt"
+            for task in tasks}
+
+
+def ensure_store(preset: str, seed: int = 0, fmt: str = "zarr", store: str | os.PathLike | None = None,
+                 data_root: str | os.PathLike | None = None, progress: bool = True) -> Path:
+    """The teacher feature store for ``preset``, built (or resumed) if not complete."""
+    from harness.cache.store import FeatureStore
+
+    path = Path(store) if store is not None else default_store_path(preset, fmt)
+    root = ensure_data(preset, data_root)
+    ckpts = teacher_checkpoints(preset, seed, root)
+    st = cache_teachers(preset, ckpts, root, store=path, fmt=fmt, progress=progress)
+    if not st.is_complete():
+        raise HarnessError(f"{path}: other writer processes have not finished their chunks yet")
+    return path
+
+
+def run_method(method: str, preset: str, seed: int = 0, overrides: dict | None = None,
+               store: str | os.PathLike | None = None, data_root: str | os.PathLike | None = None,
+               progress: bool = True):
+    """One Table 2 row: the store (built if missing) then the distillation run (reused if finished)."""
+    from harness.distill.methods import METHODS, MethodError
+    from harness.distill.runner import distill
+
+    if method not in METHODS:  # before any expensive step
+        raise MethodError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    path = ensure_store(preset, seed, store=store, data_root=data_root, progress=progress)
+    return distill(method, preset, seed, path, overrides=overrides, progress=progress)
