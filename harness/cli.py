@@ -59,23 +59,54 @@ def data():
 @click.option("--root", type=click.Path(file_okay=False), required=True, help="Folder to write the dataset into.")
 @preset_option
 @seed_option
-def data_synth(root, preset, seed):
+@click.option("--force", is_flag=True, help="Replace a non-empty --root.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def data_synth(root, preset, seed, force, quiet):
     """Generate the embedded synthetic video benchmark in the UCF101 layout."""
-    not_built("data synth", 2)
+    import json
+    from pathlib import Path
+
+    from harness.config import resolve
+    from harness.data.synth import SYNTH_PRESETS, generate
+
+    cfg = resolve(SYNTH_PRESETS, preset)
+    out = generate(root, cfg, seed=seed, progress=not quiet, overwrite=force)
+    meta = json.loads((Path(out) / "synth.json").read_text())
+    counts = meta["counts"]
+    click.echo(f"wrote {out}: {len(meta['classes'])} classes, {counts['labeled']} labeled, "
+               f"{counts['unlabeled']} unlabeled, {counts['disjoint']} disjoint videos "
+               f"in {meta['generation_seconds']:.1f}s (fingerprint {meta['fingerprint'][:12]})")
 
 
 # ---- teachers --------------------------------------------------------------------------
 
 @main.command()
-@click.option("--task", required=True,
-              type=click.Choice(["sort", "motion", "track", "predict", "shuffle", "oddoneout", "pose"]),
-              help="Self-supervised pretext task.")
+@click.option("--task", required=True, metavar="TASK",
+              help="Self-supervised pretext task registered in harness.pretext.PRETEXT_TASKS: teachers "
+                   "sort, motion, track, predict; Table 1 rows shuffle, oddoneout, pose (docs/PRETEXT.md).")
 @preset_option
 @seed_option
+@click.option("--data-root", type=click.Path(file_okay=False), default=None,
+              help="Folder with unlabeled.txt (default for smoke/tiny: data/synth-<preset>, generated if missing).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Run folder (default: runs/pretrain/<preset>/<task>/seed<seed>).")
 @set_option
-def pretrain(task, preset, seed, overrides):
+def pretrain(task, preset, seed, data_root, out_dir, overrides):
     """Self-supervised pretraining of one teacher (no class labels are read)."""
-    not_built("pretrain", 3)
+    import json
+    from pathlib import Path
+
+    from harness.config import parse_overrides
+    from harness.pretext.base import get_task
+    from harness.pretext.train import pretrain as run_pretrain
+
+    get_task(task)  # an unknown name fails here, before any data is touched
+    ckpt = run_pretrain(task, preset, seed, data_root, out_dir, parse_overrides(overrides))
+    metrics = json.loads((Path(ckpt).parent / "metrics.json").read_text())
+    click.echo(f"{task} ({metrics['arch']}, {preset}, seed {seed}): held-out {metrics['metric_name']} "
+               f"{metrics['metric']:.4f} (at init {metrics['metric_at_init']:.4f}; chance {metrics['chance']:.4f}: "
+               f"{metrics['chance_note']})")
+    click.echo(f"checkpoint: {ckpt}")
 
 
 @main.command()
@@ -89,34 +120,90 @@ def finetune(preset, seed, overrides):
 
 @main.command("cache-teachers")
 @preset_option
-@click.option("--format", "fmt", type=click.Choice(["zarr", "hdf5"]), default="zarr", show_default=True)
-@click.option("--store", type=click.Path(), default=None, help="Store path (default: cache/<preset>.<format>).")
-@click.option("--views", type=int, default=None, help="Augmentation views per clip (default: preset's).")
-@click.option("--info", "info_path", type=click.Path(), default=None, help="Print a store's manifest and layout.")
-def cache_teachers(preset, fmt, store, views, info_path):
-    """Run the frozen teachers once and cache conv4 maps, logits, frames and views."""
-    not_built("cache-teachers", 4)
+@seed_option
+@click.option("--format", "fmt", type=click.Choice(["zarr", "hdf5"]), default="zarr", show_default=True,
+              help="Store backend: Zarr v3 directory or one HDF5 file.")
+@click.option("--store", type=click.Path(), default=None, help="Store path (default: cache/<preset>.zarr or .h5).")
+@click.option("--views", type=int, default=None, help="Augmentation views per item (default: the preset's).")
+@click.option("--teacher", "teachers", multiple=True, metavar="NAME=CHECKPOINT",
+              help="A fine-tuned teacher checkpoint (repeatable). Default: the four pretext teachers "
+                   "(sort, motion, track, predict), pretrained and fine-tuned first if missing.")
+@click.option("--data-root", type=click.Path(file_okay=False), default=None,
+              help="Dataset root (default for smoke/tiny: data/synth-<preset>, generated if missing).")
+@click.option("--info", "info_path", type=click.Path(), default=None, help="Only print a store's manifest and layout.")
+@set_option
+def cache_teachers(preset, seed, fmt, store, views, teachers, data_root, info_path, overrides):
+    """Run the frozen teachers once and cache conv4 maps, logits, frames and views.
+
+    Resumable: a killed run continues with its missing chunks. Several processes
+    (torchrun --nproc_per_node N harness cache-teachers ...) write disjoint chunks of one store.
+    """
+    from harness.config import parse_overrides
+
+    if info_path:
+        from harness.cache.store import FeatureStore
+
+        with FeatureStore.open(info_path) as st:
+            click.echo(st.info())
+        return
+    from harness import pipeline
+    from harness.cache.teachers import cache_teachers as run_cache
+
+    root = pipeline.ensure_data(preset, data_root, seed)
+    if teachers:
+        ckpts = {}
+        for spec in teachers:
+            if "=" not in spec:
+                raise ConfigError(f"--teacher expects NAME=CHECKPOINT, got {spec!r}")
+            name, path = spec.split("=", 1)
+            ckpts[name] = path
+    else:
+        ckpts = pipeline.teacher_checkpoints(preset, seed, root)
+    st = run_cache(preset, ckpts, root, store=store, fmt=fmt, views=views, overrides=parse_overrides(overrides))
+    state = "complete" if st.is_complete() else "this process's chunks written; other ranks still writing"
+    click.echo(f"{st.path}: {st.n_items} items, {state}")
 
 
 # ---- students --------------------------------------------------------------------------
 
 @main.command()
-@click.option("--method", required=True, help="Distillation method (a row of Table 2).")
+@click.option("--method", required=True, metavar="METHOD",
+              help="Distillation method: a Table 2 row (fusion, ensemble, kd, mmgd, gl, feat, gr, "
+                   "mmgd+gr, gl+gr) or 'student' (labels only). The registry is harness.distill.methods.METHODS.")
 @preset_option
 @seed_option
+@click.option("--store", type=click.Path(), default=None,
+              help="Feature store (default: cache/<preset>.zarr, built first if missing).")
+@click.option("--data-root", type=click.Path(file_okay=False), default=None,
+              help="Dataset root used when the store has to be built.")
 @set_option
-def distill(method, preset, seed, overrides):
-    """Train the student from the feature store with one distillation method."""
-    not_built("distill", 5)
+def distill(method, preset, seed, store, data_root, overrides):
+    """Train the student from the feature store with one distillation method.
+
+    Writes runs/distill/<preset>/<method>-<config fingerprint>/ (run.json, metrics.jsonl,
+    final.json, student.pt); resumes from last.pt; a finished run is reused.
+    """
+    from harness import pipeline
+    from harness.config import parse_overrides
+
+    run = pipeline.run_method(method, preset, seed, parse_overrides(overrides), store=store, data_root=data_root)
+    final = run.final()
+    click.echo(f"{method}: video-level {final['metric']} {100 * final['value']:.2f}% ({run.path})")
 
 
 @main.command()
-@click.option("--method", required=True, help="Table 2 row to run, e.g. mmgd+gr.")
+@click.option("--method", required=True, metavar="METHOD", help="Table 2 row to run, e.g. mmgd+gr.")
 @preset_option
 @seed_option
-def ablation(method, preset, seed):
+@click.option("--store", type=click.Path(), default=None, help="Feature store (default: cache/<preset>.zarr).")
+@click.option("--data-root", type=click.Path(file_okay=False), default=None)
+def ablation(method, preset, seed, store, data_root):
     """Run (or reuse) one Table 2 row and print it beside the paper's numbers."""
-    not_built("ablation", 5)
+    from harness.tables.tables import table2_rows
+
+    md = table2_rows([method], preset, seed, store=store, data_root=data_root,
+                     command=f"harness ablation --method {method} --preset {preset} --seed {seed}")
+    click.echo(md)
 
 
 @main.command()
@@ -130,9 +217,20 @@ def table1(preset, seed):
 @main.command()
 @preset_option
 @seed_option
-def table2(preset, seed):
-    """Regenerate Table 2 (every distillation baseline) beside the paper's numbers."""
-    not_built("table2", 5)
+@click.option("--store", type=click.Path(), default=None, help="Feature store (default: cache/<preset>.zarr).")
+@click.option("--data-root", type=click.Path(file_okay=False), default=None)
+def table2(preset, seed, store, data_root):
+    """Regenerate Table 2 (every distillation baseline) beside the paper's numbers.
+
+    Runs what is missing (teachers, store, each method), reuses finished runs, and writes
+    tables/generated/<preset>/table2.{md,csv,json}.
+    """
+    from harness.distill.methods import METHODS
+    from harness.tables.tables import table2_rows
+
+    rows = [m for m, spec in METHODS.items() if spec.table2]
+    click.echo(table2_rows(rows, preset, seed, store=store, data_root=data_root,
+                           command=f"harness table2 --preset {preset} --seed {seed}"))
 
 
 @main.command()

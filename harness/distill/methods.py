@@ -1,0 +1,307 @@
+"""Distillation methods: one registry entry per row of Table 2.
+
+A method is a small ``nn.Module`` whose ``forward(student, x, batch)`` returns
+``(logits, {term_name: weighted_loss})``; the runner sums the dict, so every term is logged
+per step for free (mdistiller's idea). Student methods are built from *parts* (hard labels,
+KD, G_l, MMGD, G_r, uniform feature distillation), so a new row that combines existing parts
+is one line in ``METHODS``; a new part is one class in ``PARTS``.
+
+The objective (METHOD.md, Eq. 2-4 and 10): ``L = (1 - lambda) * CE + lambda * (logit terms)
++ beta * (representation terms) + (graph regularisers)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+
+from harness.distill.graphs import LogitsGraph, MMGDGraph, RepresentationGraph, UniformFeatureDistill
+from harness.distill.losses.ce import classification_loss
+from harness.distill.losses.kd import kd_multi
+from harness.errors import HarnessError
+from harness.models.common import ModelOutput
+
+
+class MethodError(HarnessError):
+    """Unknown method name or a method that cannot run with the given store."""
+
+
+@dataclass
+class TeacherBatch:
+    """What the store hands a method for one batch (the selected view of each item)."""
+
+    logits: torch.Tensor                 # (B, K, C) teacher logits
+    conv4: list[torch.Tensor]            # K x (B, C_k, h, w) teacher conv4 maps
+    target: torch.Tensor                 # (B,) class index, or (B, C) multi-hot
+
+
+@dataclass
+class MethodContext:
+    """Shapes and fixed inputs a method is built from (known once the store is open)."""
+
+    num_classes: int
+    teacher_names: list[str]
+    teacher_channels: list[int]
+    student_channels: int
+    multilabel: bool = False
+    ground_cost: torch.Tensor | None = None   # (C, C) EM ground cost from class prototypes
+
+
+@dataclass(frozen=True)
+class MethodSettings:
+    """Every switch of every method (documented in docs/DISTILL.md)."""
+
+    lam: float = 0.6                       # Eq. 2: weight of the imitation (logit) terms
+    beta: float = 1.0                      # weight of the representation terms (L_r)
+    kd_temperature: float = 4.0            # Hinton KD temperature
+    gl_temperatures: tuple = (2.0,)        # T_k per teacher (one value = shared)
+    gl_learn_temperatures: bool = False
+    gl_reading: str = "adjusted"           # "adjusted" (METHOD.md) | "literal" (Eq. 4 as printed)
+    gl_em: str = "sinkhorn"                # "sinkhorn" | "closed_form_01" | "wgan"
+    gl_ground_cost: str = "prototypes"     # "prototypes" (1 - cos of class prototypes) | "01"
+    gl_gd_reg: float = 10.0
+    em_eps: float = 0.05
+    em_iters: int = 50
+    em_grad: str = "potentials"            # "potentials" (fast, O(1) memory) | "unroll" (autograd through iterations)
+    mmgd_gd_reg: float = 10.0
+    gr_d: int = 512                        # compact bilinear sketch dimension
+    gr_temperatures: tuple = (1.0,)        # T_k of Eq. 8 per vertex
+    gr_seed: int = 0                       # count-sketch h, s (saved with the run)
+    gr_sketch: str = "per_teacher"         # "per_teacher" | "shared"
+    feat_temperatures: tuple = (1.0,)
+
+
+# ---- parts ------------------------------------------------------------------------------
+
+class Part(nn.Module):
+    """One loss component; ``forward`` returns unweighted named terms. ``groups`` maps a term
+    name to its weight group: "hard", "logit", "repr" or "reg"."""
+
+    groups: dict[str, str] = {}
+
+    def forward(self, out: ModelOutput, tb: TeacherBatch) -> dict[str, torch.Tensor]:  # pragma: no cover
+        raise NotImplementedError
+
+    def artifacts(self) -> dict:
+        """Learned graph quantities saved with the run (adjacency, vertex weights)."""
+        return {}
+
+
+class HardLabel(Part):
+    groups = {"ce": "hard"}
+
+    def __init__(self, ctx: MethodContext, s: MethodSettings):
+        super().__init__()
+
+    def forward(self, out, tb):
+        return {"ce": classification_loss(out.logits, tb.target)}
+
+
+class KDUniform(Part):
+    groups = {"kd": "logit"}
+
+    def __init__(self, ctx: MethodContext, s: MethodSettings):
+        super().__init__()
+        self.temperature = s.kd_temperature
+
+    def forward(self, out, tb):
+        return {"kd": kd_multi(out.logits, tb.logits, self.temperature)}
+
+
+def _per(values: tuple, k: int) -> list[float]:
+    return [float(values[0])] * k if len(values) == 1 else [float(v) for v in values]
+
+
+class LogitsGraphPart(Part):
+    groups = {"logit": "logit", "graph_reg": "reg"}
+
+    def __init__(self, ctx: MethodContext, s: MethodSettings):
+        super().__init__()
+        k = len(ctx.teacher_names)
+        self.graph = LogitsGraph(k, _per(s.gl_temperatures, k), s.gl_learn_temperatures, s.gl_reading,
+                                 s.gl_em, s.gl_gd_reg, em_eps=s.em_eps, em_iters=s.em_iters,
+                                 em_grad=s.em_grad)
+        use_cost = s.gl_em == "sinkhorn" and s.gl_ground_cost == "prototypes"
+        if use_cost and ctx.ground_cost is None:
+            raise MethodError("gl: the store has no class prototypes for the EM ground cost; "
+                              "use --set gl_ground_cost=01 or rebuild the cache")
+        self.register_buffer("cost", ctx.ground_cost.float() if use_cost else None)
+        self.teacher_names = ctx.teacher_names
+
+    def forward(self, out, tb):
+        return self.graph(tb.logits.float(), out.logits.float(), self.cost)
+
+    def artifacts(self):
+        return {"gl_adjacency": self.graph.adjacency().tolist(), "gl_teachers": self.teacher_names,
+                "gl_temperatures": self.graph.temperatures().detach().cpu().tolist()}
+
+
+class MMGDPart(Part):
+    groups = {"logit": "logit", "repr": "repr", "graph_reg": "reg"}
+
+    def __init__(self, ctx: MethodContext, s: MethodSettings):
+        super().__init__()
+        self.graph = MMGDGraph(len(ctx.teacher_names), ctx.num_classes, ctx.teacher_channels,
+                               ctx.student_channels, gd_reg=s.mmgd_gd_reg)
+        self.teacher_names = ctx.teacher_names
+
+    def forward(self, out, tb):
+        return self.graph(tb.logits.float(), out.logits.float(), [c.float() for c in tb.conv4], out.conv4.float())
+
+    def artifacts(self):
+        edges = getattr(self.graph, "last_edges", None)
+        return {"mmgd_mean_edges_last_batch": None if edges is None else edges.mean(0).cpu().tolist(),
+                "mmgd_teachers": self.teacher_names}
+
+
+class RepresentationGraphPart(Part):
+    groups = {"repr": "repr", "graph_reg": "reg"}
+
+    def __init__(self, ctx: MethodContext, s: MethodSettings):
+        super().__init__()
+        k = len(ctx.teacher_names)
+        self.graph = RepresentationGraph(ctx.teacher_channels, ctx.student_channels, d=s.gr_d,
+                                         temperatures=_per(s.gr_temperatures, k * (k - 1) // 2),
+                                         seed=s.gr_seed, sketch=s.gr_sketch)
+        self.pairs = [(ctx.teacher_names[m], ctx.teacher_names[n]) for m, n in self.graph.pairs]
+
+    def forward(self, out, tb):
+        return self.graph([c.float() for c in tb.conv4], out.conv4.float())
+
+    def artifacts(self):
+        return {"gr_vertices": [f"{a}x{b}" for a, b in self.pairs],
+                "gr_vertex_weights": self.graph.vertex_weights().detach().cpu().tolist()}
+
+
+class UniformFeaturePart(Part):
+    groups = {"repr": "repr"}
+
+    def __init__(self, ctx: MethodContext, s: MethodSettings):
+        super().__init__()
+        self.loss = UniformFeatureDistill(ctx.teacher_channels, ctx.student_channels,
+                                          _per(s.feat_temperatures, len(ctx.teacher_names)))
+
+    def forward(self, out, tb):
+        return self.loss([c.float() for c in tb.conv4], out.conv4.float())
+
+
+PARTS: dict[str, type[Part]] = {
+    "ce": HardLabel, "kd": KDUniform, "gl": LogitsGraphPart, "mmgd": MMGDPart,
+    "gr": RepresentationGraphPart, "feat": UniformFeaturePart,
+}
+
+
+# ---- methods ----------------------------------------------------------------------------
+
+class Method(nn.Module):
+    """A Table 2 row. ``forward`` trains; ``predict`` gives the scores evaluated at video level."""
+
+    trains_student: bool = True
+
+    def forward(self, student: nn.Module, x: torch.Tensor, tb: TeacherBatch):  # pragma: no cover
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def predict(self, student: nn.Module, x: torch.Tensor, tb: TeacherBatch) -> torch.Tensor:
+        return student(x)
+
+    def artifacts(self) -> dict:
+        return {}
+
+
+class StudentMethod(Method):
+    """The student trained with a weighted sum of parts."""
+
+    def __init__(self, parts: tuple[str, ...], ctx: MethodContext, s: MethodSettings):
+        super().__init__()
+        self.parts = nn.ModuleDict({name: PARTS[name](ctx, s) for name in parts})
+        has_logit = any("logit" in PARTS[p].groups.values() for p in parts)
+        # (1 - lambda) on CE only when an imitation term takes the other lambda (Eq. 2).
+        self.weights = {"hard": (1.0 - s.lam) if has_logit else 1.0, "logit": s.lam,
+                        "repr": s.beta, "reg": 1.0}
+
+    def forward(self, student, x, tb):
+        out = student.forward_features(x)
+        terms = {}
+        for name, part in self.parts.items():
+            for term, value in part(out, tb).items():
+                terms[f"{name}/{term}"] = self.weights[part.groups[term]] * value
+        return out.logits, terms
+
+    def artifacts(self):
+        merged = {}
+        for part in self.parts.values():
+            merged.update(part.artifacts())
+        return merged
+
+
+class Fusion(Method):
+    """Models fusion: each fine-tuned teacher's softmax scores averaged (nothing is trained)."""
+
+    trains_student = False
+
+    def __init__(self, ctx: MethodContext, s: MethodSettings):
+        super().__init__()
+
+    @torch.no_grad()
+    def predict(self, student, x, tb):
+        # log of the mean teacher probability, so the evaluator's softmax returns that mean
+        return torch.softmax(tb.logits.float(), -1).mean(1).clamp_min(1e-12).log()
+
+
+class Ensemble(Method):
+    """Models ensemble: the teachers' pooled conv4 features concatenated -> one linear classifier."""
+
+    trains_student = False
+
+    def __init__(self, ctx: MethodContext, s: MethodSettings):
+        super().__init__()
+        self.head = nn.Linear(sum(ctx.teacher_channels), ctx.num_classes)
+
+    def _features(self, tb):
+        return torch.cat([c.float().mean((2, 3)) for c in tb.conv4], 1)
+
+    def forward(self, student, x, tb):
+        logits = self.head(self._features(tb))
+        return logits, {"ce": classification_loss(logits, tb.target)}
+
+    @torch.no_grad()
+    def predict(self, student, x, tb):
+        return self.head(self._features(tb))
+
+
+def _student(*parts: str) -> Callable[[MethodContext, MethodSettings], Method]:
+    return lambda ctx, s: StudentMethod(("ce", *parts), ctx, s)
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    label: str                                              # the Table 2 row label
+    build: Callable[[MethodContext, MethodSettings], Method]
+    notes: str = ""
+    table2: bool = True
+
+
+# One entry per row of Table 2 (plus the plain student). Adding a method touches only this dict.
+METHODS: dict[str, MethodSpec] = {
+    "fusion": MethodSpec("Models fusion", Fusion),
+    "ensemble": MethodSpec("Models ensemble", Ensemble),
+    "kd": MethodSpec("KD (uniform)", _student("kd")),
+    "mmgd": MethodSpec("Logits graph (MMGD)", _student("mmgd"),
+                       "MMGD repr term uses pooled conv4 with a learned projection (our adaptation)"),
+    "gl": MethodSpec("Logits graph (G_l)", _student("gl")),
+    "feat": MethodSpec("Feature distill (uniform)", _student("feat")),
+    "gr": MethodSpec("Feature graph distill (G_r)", _student("gr")),
+    "mmgd+gr": MethodSpec("MMGD+G_r", _student("mmgd", "gr")),
+    "gl+gr": MethodSpec("G_l+G_r", _student("gl", "gr")),
+    "student": MethodSpec("Student, labels only (no teacher)", _student(), table2=False),
+}
+
+
+def build_method(name: str, ctx: MethodContext, settings: MethodSettings) -> Method:
+    if name not in METHODS:
+        raise MethodError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}")
+    return METHODS[name].build(ctx, settings)

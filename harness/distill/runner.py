@@ -1,0 +1,291 @@
+"""The distillation runner: streams the feature store, trains the student with one method,
+evaluates at video level and writes a run folder.
+
+Run folder (``runs/distill/<preset>/<method>-<fingerprint>``): ``run.json`` (config, code
+version, store manifest and fingerprint), ``metrics.jsonl`` (one row per epoch: every loss
+term, lr, test metric), ``last.pt`` (resume point: student, method, optimiser, scheduler,
+RNG state), ``final.json`` (final metrics and the learned graph: G_l adjacency, G_r vertex
+weights), ``student.pt``. Killed runs resume from ``last.pt``; because the reader's order
+and views depend only on (seed, epoch), a resumed CPU run equals an uninterrupted one.
+
+On GPU: ``amp`` (bfloat16 autocast) and ``torchrun`` DDP (NCCL; gloo on CPU) are supported.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from harness.cache.reader import StreamingReader
+from harness.cache.store import FeatureStore
+from harness.config import resolve, to_dict
+from harness.data.frames import evaluate, video_level_predict
+from harness.data.transforms import apply_views_torch
+from harness.distill.losses.em import class_ground_cost
+from harness.distill.methods import METHODS, MethodContext, MethodError, MethodSettings, TeacherBatch, build_method
+from harness.errors import HarnessError
+from harness.models import MODEL_PRESETS, build_model
+from harness.provenance import fingerprint, sha256_file
+from harness.runs import RunDir
+from harness.utils import pick_device, seed_everything
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    epochs: int
+    batch_size: int
+    lr: float
+    lr_step_epochs: int            # lr multiplied by lr_gamma every lr_step_epochs (paper: 0.5 / 50)
+    lr_gamma: float = 0.5
+    betas: tuple = (0.9, 0.999)    # Adam, "momentum 0.9" in the paper
+    weight_decay: float = 5e-4
+    grad_clip: float = 10.0
+    amp: bool = True               # bfloat16 autocast, only on CUDA
+    shuffle_buffer: int = 4
+    prefetch: int = 2
+    device: str = "auto"
+    method: MethodSettings = field(default_factory=MethodSettings)
+
+
+DISTILL_PRESETS = {
+    "smoke": DistillConfig(epochs=2, batch_size=32, lr=1e-3, lr_step_epochs=1, shuffle_buffer=2,
+                           method=MethodSettings(gr_d=64)),
+    # Scaled from the paper's schedule to the embedded benchmark: same optimiser, lambda and
+    # halving, fewer epochs, a learning rate AlexNet without batch norm trains at from scratch.
+    "tiny": DistillConfig(epochs=12, batch_size=64, lr=1e-3, lr_step_epochs=4, method=MethodSettings(gr_d=128)),
+    # The paper: 350 epochs, Adam (momentum 0.9), batch 128, lr 0.01 halved every 50, lambda 0.6.
+    "paper": DistillConfig(epochs=350, batch_size=128, lr=0.01, lr_step_epochs=50),
+}
+
+
+class DistillError(HarnessError):
+    pass
+
+
+class _StoreVideos:
+    """The store's test videos seen as the minimal index ``frames.evaluate`` scores against."""
+
+    def __init__(self, targets: np.ndarray, classes: list[str], multilabel: bool):
+        self._targets, self.classes, self.multilabel = targets, classes, multilabel
+        self.num_classes = len(classes)
+
+    def targets(self) -> np.ndarray:
+        return self._targets
+
+    def __len__(self) -> int:
+        return len(self._targets)
+
+
+class _Trainable(nn.Module):
+    """Student and method in one module, so DDP and the optimiser see one parameter set."""
+
+    def __init__(self, student: nn.Module, method: nn.Module):
+        super().__init__()
+        self.student, self.method = student, method
+
+    def forward(self, x, tb):
+        return self.method(self.student, x, tb)
+
+
+def teacher_names(store: FeatureStore) -> list[str]:
+    names = [f.name.split("/")[1] for f in store.fields if f.name.startswith("teachers/") and f.name.endswith("/logits")]
+    if not names:
+        raise DistillError(f"{store.path}: the store holds no teacher outputs")
+    return names
+
+
+def ground_cost(store: FeatureStore, names: list[str]) -> torch.Tensor | None:
+    """EM ground cost C[i, j] = 1 - cos(w_i, w_j), w_c = the teachers' class prototypes
+    (mean logit vectors on the training split) concatenated over teachers."""
+    extras = set(store.extras())
+    keys = [f"class_prototypes/{n}" for n in names]
+    if not all(k in extras for k in keys):
+        return None
+    protos = torch.cat([torch.from_numpy(np.asarray(store.get_extra(k), dtype=np.float32)) for k in keys], 1)
+    return class_ground_cost(protos)
+
+
+def _batch_to_teachers(batch: dict, names: list[str]) -> TeacherBatch:
+    return TeacherBatch(
+        logits=torch.stack([batch[f"teachers/{n}/logits"] for n in names], 1),
+        conv4=[batch[f"teachers/{n}/conv4"] for n in names],
+        target=batch["label"],
+    )
+
+
+def _student_input(batch: dict, size: int) -> torch.Tensor:
+    return apply_views_torch(batch["frames"], batch["views"], size)
+
+
+def _dist_env() -> tuple[int, int, int]:
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+
+
+def distill(method: str, preset: str = "tiny", seed: int = 0, store: str | os.PathLike | None = None,
+            overrides: dict[str, Any] | None = None, runs_root: Path | None = None,
+            progress: bool = True, stop_after_epoch: int | None = None) -> RunDir:
+    """Train (or resume, or reuse) one method's student from ``store``; returns its run folder.
+
+    ``stop_after_epoch`` ends the process's work after that epoch without finishing the run
+    (used by the resume tests; a later call continues from ``last.pt``).
+    """
+    if method not in METHODS:
+        raise MethodError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    cfg = _resolve_config(preset, overrides)
+    store_path = Path(store) if store is not None else Path("cache") / f"{preset}.zarr"
+    st = FeatureStore.open(store_path)
+    if not st.is_complete():
+        raise DistillError(f"{store_path}: the feature store is incomplete; run `harness cache-teachers` to finish it")
+    manifest = st.manifest
+    run_config = {"kind": "distill", "method": method, "preset": preset, "seed": seed,
+                  "config": to_dict(cfg), "store_fingerprint": fingerprint(manifest)}
+    run = RunDir.for_config("distill", preset, method, run_config, runs_root)
+    if run.is_finished():
+        return run
+
+    rank, world, local_rank = _dist_env()
+    device = pick_device(cfg.device)
+    if world > 1:
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        if device.type == "cuda":
+            device = torch.device("cuda", local_rank)
+            torch.cuda.set_device(device)
+    if rank == 0:
+        run.start(run_config, inputs={"store": str(store_path), "store_manifest": manifest})
+    seed_everything(seed)
+
+    names = teacher_names(st)
+    classes = list(manifest["dataset"]["classes"])
+    multilabel = bool(manifest["dataset"].get("multilabel", False))
+    student = build_model("alexnet", len(classes), preset)
+    c4 = st.field(f"teachers/{names[0]}/conv4").item_shape
+    s_c, s_h, s_w = student.conv4_shape()
+    if tuple(c4[-2:]) != (s_h, s_w):
+        raise DistillError(f"{store_path}: teacher conv4 maps are {c4[-2:]} but the {preset} student's conv4 is "
+                           f"{(s_h, s_w)}; rebuild the cache for this preset")
+    ctx = MethodContext(num_classes=len(classes), teacher_names=names,
+                        teacher_channels=[st.field(f"teachers/{n}/conv4").item_shape[1] for n in names],
+                        student_channels=s_c, multilabel=multilabel, ground_cost=ground_cost(st, names))
+    meth = build_method(method, ctx, cfg.method)
+    model = _Trainable(student, meth).to(device)
+    params = [p for p in (model.parameters() if meth.trains_student else meth.parameters()) if p.requires_grad]
+    epochs = cfg.epochs if params else 0
+    opt = torch.optim.Adam(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay) if params else None
+    sched = torch.optim.lr_scheduler.StepLR(opt, cfg.lr_step_epochs, cfg.lr_gamma) if opt else None
+    start_epoch = 0
+    last = run.path / "last.pt"
+    if last.is_file():
+        state = torch.load(last, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        if opt:
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        start_epoch = state["epoch"] + 1
+    train_model = model
+    if world > 1 and params:
+        train_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    fields = ["frames", "views", "label", *[f"teachers/{n}/{k}" for n in names for k in ("conv4", "logits")]]
+    reader = StreamingReader(st, fields, cfg.batch_size, split="train", shuffle=True, seed=seed,
+                             shuffle_buffer=cfg.shuffle_buffer, prefetch=cfg.prefetch, device=device,
+                             view="random", rank=rank, world_size=world, even_batches=world > 1, drop_last=True)
+    amp = cfg.amp and device.type == "cuda"
+    size = MODEL_PRESETS[preset].input_size
+    t0 = time.time()
+    for epoch in range(start_epoch, epochs):
+        reader.set_epoch(epoch)
+        train_model.train()
+        sums: dict[str, float] = {}
+        n_batches = 0
+        for batch in _bar(reader, progress and rank == 0, f"{method} epoch {epoch + 1}/{epochs}"):
+            tb = _batch_to_teachers(batch, names)
+            x = _student_input(batch, size)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                _, terms = train_model(x, tb)
+            loss = sum(terms.values())
+            if not torch.isfinite(loss):
+                raise DistillError(f"{method}: non-finite loss at epoch {epoch + 1} ({ {k: float(v) for k, v in terms.items()} })")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            opt.step()
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
+            sums["loss"] = sums.get("loss", 0.0) + float(loss.detach())
+            n_batches += 1
+        sched.step()
+        row = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], "batches": n_batches,
+               **{k: v / max(n_batches, 1) for k, v in sums.items()}}
+        if rank == 0:
+            row.update({f"test_{k}": v for k, v in _evaluate(model, st, names, classes, multilabel, cfg, device, size, amp).items()
+                        if k in ("value", "metric")})
+            run.append_log(row)
+            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                        "rng": torch.get_rng_state(), "epoch": epoch}, last.with_suffix(".tmp"))
+            os.replace(last.with_suffix(".tmp"), last)
+        if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < epochs:
+            return run
+    if rank == 0:
+        result = _evaluate(model, st, names, classes, multilabel, cfg, device, size, amp)
+        torch.save(student.state_dict(), run.path / "student.pt")
+        run.finish({"method": method, "label": METHODS[method].label, "preset": preset, "seed": seed,
+                    "metric": result["metric"], "value": result["value"], "test": result,
+                    "epochs": epochs, "train_seconds_this_process": round(time.time() - t0, 2),
+                    "student_sha256": sha256_file(run.path / "student.pt"),
+                    "artifacts": meth.artifacts(), "store": str(store_path)})
+    return run
+
+
+def _resolve_config(preset: str, overrides: dict[str, Any] | None) -> DistillConfig:
+    """``--set`` keys are DistillConfig fields or MethodSettings fields (``lam=0.5``)."""
+    method_fields = {f.name for f in dataclasses.fields(MethodSettings)}
+    mapped = {(f"method.{k}" if k in method_fields else k): v for k, v in (overrides or {}).items()}
+    return resolve(DISTILL_PRESETS, preset, mapped)
+
+
+@torch.no_grad()
+def _evaluate(model: _Trainable, st: FeatureStore, names, classes, multilabel, cfg, device, size, amp) -> dict:
+    """Video-level metric on the store's test items, centre view (view 0), mean softmax."""
+    model.eval()
+    fields = ["frames", "views", "label", "video", *[f"teachers/{n}/{k}" for n in names for k in ("conv4", "logits")]]
+    reader = StreamingReader(st, fields, 256, split="test", shuffle=False, view=0, device=device,
+                             prefetch=cfg.prefetch)
+    probs, videos, labels = [], [], []
+    for batch in reader:
+        tb = _batch_to_teachers(batch, names)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            scores = model.method.predict(model.student, _student_input(batch, size), tb)
+        probs.append(torch.sigmoid(scores.float()) if multilabel else torch.softmax(scores.float(), -1))
+        videos.append(batch["video"])
+        labels.append(batch["label"])
+    video_ids = torch.cat(videos).cpu().numpy()
+    label = torch.cat(labels).cpu().numpy()
+    scores = video_level_predict(torch.cat(probs), video_ids)
+    present = np.unique(video_ids)
+    targets = np.zeros((scores.shape[0],) + label.shape[1:], dtype=label.dtype)
+    targets[video_ids] = label
+    result = evaluate(scores[present], _StoreVideos(targets[present], classes, multilabel))
+    result["chance"] = (1.0 / len(classes)) if not multilabel else None
+    return {k: v for k, v in result.items() if not isinstance(v, float) or math.isfinite(v)}
+
+
+def _bar(it, enabled: bool, desc: str):
+    if not enabled:
+        return it
+    from tqdm import tqdm
+
+    return tqdm(it, desc=desc, leave=False, unit="batch")
