@@ -123,3 +123,24 @@ def test_unknown_method_is_a_one_line_error(smoke_store, tmp_path):
 
     with pytest.raises(MethodError, match="unknown method 'nope'; choose one of fusion, ensemble"):
         distill("nope", "smoke", 0, smoke_store, runs_root=tmp_path)
+
+
+def test_torchrun_ddp_on_cpu_with_gloo(smoke_store, tmp_path):
+    """Two DDP processes (gloo) train one run; rank 0 writes it. The NCCL path is the same code."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "ddp.py"
+    script.write_text(
+        "import sys, pathlib\n"
+        "from harness.distill.runner import distill\n"
+        f"distill('gl+gr', 'smoke', 0, {str(smoke_store)!r}, overrides={{'epochs': '1'}},\n"
+        "        runs_root=pathlib.Path(sys.argv[1]), progress=False)\n")
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                          "--master_port", "29517", str(script), str(tmp_path / "runs")],
+                         capture_output=True, text=True, timeout=300, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    finals = list((tmp_path / "runs").rglob("final.json"))
+    assert len(finals) == 1
+    rows = (finals[0].parent / "metrics.jsonl").read_text().splitlines()
+    assert len(rows) == 1     # rank 0 logged once; rank 1 wrote nothing

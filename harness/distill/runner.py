@@ -196,7 +196,9 @@ def distill(method: str, preset: str = "tiny", seed: int = 0, store: str | os.Pa
         start_epoch = state["epoch"] + 1
     train_model = model
     if world > 1 and params:
-        train_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        # methods that train a head on teacher features leave the student's parameters unused
+        train_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                                          find_unused_parameters=not meth.trains_student)
 
     fields = ["frames", "views", "label", *[f"teachers/{n}/{k}" for n in names for k in ("conv4", "logits")]]
     reader = StreamingReader(st, fields, cfg.batch_size, split="train", shuffle=True, seed=seed,
