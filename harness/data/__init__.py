@@ -1,0 +1,1 @@
+"""Videos in: the embedded synthetic benchmark, official split parsers, PyAV decoding."""
