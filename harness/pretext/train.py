@@ -1,0 +1,314 @@
+"""The generic self-supervised pretraining loop: one pretext task, one backbone, one run folder.
+
+``pretrain(task, preset, seed, data_root, out_dir, overrides)`` decodes the unlabeled videos
+once into memory, holds a fixed share of them out for the pretext metric, trains backbone +
+task head with Adam on freshly sampled batches, and writes to ``out_dir``:
+
+- ``log.jsonl``: one line per epoch (mean loss, train pretext metric, time),
+- ``checkpoint.pt``: backbone state_dict, arch, model preset, task, config, seed, code
+  version, sha256 of the backbone weights (plus head/optimizer/RNG state to resume),
+- ``metrics.json``: held-out pretext metric before and after training, its chance level,
+  the loss curve, and the run record (config, code version, data fingerprint).
+
+A run whose ``checkpoint.pt`` says it is unfinished resumes from its last epoch; a finished
+one is returned as is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from harness.config import resolve, to_dict
+from harness.errors import HarnessError
+from harness.pretext.base import PretextTask, get_task
+from harness.provenance import code_version, fingerprint, run_record, write_json_atomic
+from harness.utils import pick_device, seed_everything, set_cpu_threads
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainConfig:
+    """Settings of one pretraining run (``task`` holds the task's own knobs, filled per task)."""
+
+    epochs: int
+    iters_per_epoch: int
+    batch_size: int
+    lr: float
+    weight_decay: float = 0.0
+    eval_fraction: float = 0.2   # share of the unlabeled videos held out for the pretext metric
+    eval_batches: int = 8        # held-out batches (of batch_size) the metric is measured on
+    split_seed: int = 0          # fixes the held-out videos and batches, whatever the run's seed
+    decode_size: int = 0         # frames decoded at decode_size x decode_size; 0 = native size
+    max_videos: int = 0          # 0 = every unlabeled video
+    model_preset: str = ""       # MODEL_PRESETS entry; "" = the run's preset
+    device: str = "auto"
+    task: Any = None
+
+
+PRETRAIN_PRESETS: dict[str, PretrainConfig] = {
+    "smoke": PretrainConfig(epochs=2, iters_per_epoch=3, batch_size=4, lr=1e-3, eval_batches=2, eval_fraction=0.25),
+    # ~1 minute per teacher on 2 CPU cores; tasks adjust batch/iterations in their train_presets
+    "tiny": PretrainConfig(epochs=5, iters_per_epoch=40, batch_size=16, lr=3e-4, eval_batches=8),
+    "paper": PretrainConfig(epochs=50, iters_per_epoch=1000, batch_size=64, lr=1e-4, eval_batches=50,
+                            decode_size=128, weight_decay=5e-4),
+}
+
+
+class PretrainError(HarnessError):
+    """A pretraining run that cannot start or resume (bad data root, mismatched checkpoint)."""
+
+
+def task_config(task_name: str, preset: str, overrides: Mapping[str, Any] | None = None) -> PretrainConfig:
+    """The resolved config of ``task_name`` on ``preset``: preset, then the task's own preset
+    changes, then ``overrides`` (``{"lr": "1e-3", "task.k1": "3"}``)."""
+    cls = get_task(task_name)
+    base = resolve(PRETRAIN_PRESETS, preset)
+    base = dataclasses.replace(base, task=cls.knobs_for(preset), **cls.train_presets.get(preset, {}))
+    return resolve({preset: base}, preset, overrides or {})
+
+
+def default_out_dir(task_name: str, preset: str, seed: int) -> Path:
+    return Path("runs") / "pretrain" / preset / task_name / f"seed{seed}"
+
+
+def default_data_root(preset: str) -> Path:
+    return Path("data") / f"synth-{preset}"
+
+
+def ensure_data(data_root: str | os.PathLike | None, preset: str) -> Path:
+    """The data root to read; the default synthetic set of smoke/tiny is generated if missing."""
+    if data_root is not None:
+        root = Path(data_root)
+        if not (root / "unlabeled.txt").is_file():
+            raise PretrainError(f"{root / 'unlabeled.txt'}: not found; --data-root must hold an unlabeled.txt list")
+        return root
+    if preset == "paper":
+        raise PretrainError("--data-root is required for preset 'paper' (a folder with unlabeled.txt)")
+    root = default_data_root(preset)
+    if not (root / "synth.json").is_file():
+        from harness.data.synth import SYNTH_PRESETS, generate
+
+        generate(root, resolve(SYNTH_PRESETS, preset), seed=0)
+    return root
+
+
+def decode_unlabeled(root: Path, decode_size: int = 0, max_videos: int = 0,
+                     progress: bool = True) -> tuple[list[np.ndarray], list[str], str]:
+    """Every unlabeled video of ``root`` decoded into memory; also their ids and the index fingerprint."""
+    from tqdm import tqdm
+
+    from harness.data.index import open_index
+    from harness.data.video import read_video
+
+    index = open_index("synth", root, subset="unlabeled")
+    records = list(index)[: max_videos or None]
+    if not records:
+        raise PretrainError(f"{root / 'unlabeled.txt'}: lists no videos")
+    size = (decode_size, decode_size) if decode_size else None
+    videos = [read_video(r.path, size=size) for r in tqdm(records, desc="decode", unit="video",
+                                                          disable=not progress, leave=False)]
+    return videos, [r.video_id for r in records], index.fingerprint()
+
+
+def split_videos(n: int, eval_fraction: float, split_seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Train and held-out video indices: a seeded permutation, at least one video on each side."""
+    if n < 2:
+        raise PretrainError(f"pretraining needs at least 2 unlabeled videos (one held out), got {n}")
+    perm = np.random.default_rng([split_seed, 7]).permutation(n)
+    n_eval = min(max(1, int(round(n * eval_fraction))), n - 1)
+    return np.sort(perm[n_eval:]), np.sort(perm[:n_eval])
+
+
+def weights_sha256(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """sha256 over the keys, dtypes, shapes and bytes of a state_dict, in key order."""
+    h = hashlib.sha256()
+    for key in sorted(state_dict):
+        t = state_dict[key].detach().cpu().contiguous()
+        h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def evaluate(task: PretextTask, backbone, head, batches: list[dict], device) -> dict:
+    """The pretext metric and its chance level on fixed batches (eval mode, no gradients)."""
+    backbone.eval()
+    head.eval()
+    total: dict[str, float] = {}
+    losses = []
+    with torch.no_grad():
+        for batch in batches:
+            loss, stats = task.step(backbone, head, batch, device)
+            losses.append(float(loss))
+            for k, v in stats.items():
+                total[k] = total.get(k, 0.0) + v
+    backbone.train()
+    head.train()
+    return {"metric": task.metric(total), "chance": task.chance(total), "loss": float(np.mean(losses)),
+            "stats": total}
+
+
+def _save_atomic(obj: Any, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _write_log(path: Path, lines: list[dict]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as fh:
+        for line in lines:
+            fh.write(json.dumps(line, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def pretrain(task_name: str, preset: str = "tiny", seed: int = 0, data_root: str | os.PathLike | None = None,
+             out_dir: str | os.PathLike | None = None, overrides: Mapping[str, Any] | None = None,
+             progress: bool = True) -> Path:
+    """Pretrain the backbone of ``task_name`` on the unlabeled videos; return ``checkpoint.pt``'s path."""
+    from tqdm import tqdm
+
+    from harness.models import build_model
+
+    set_cpu_threads()
+    cls = get_task(task_name)
+    cfg = task_config(task_name, preset, overrides)
+    cfg_dict = {"task_name": task_name, "preset": preset, "seed": int(seed), **to_dict(cfg)}
+    out = Path(out_dir) if out_dir is not None else default_out_dir(task_name, preset, seed)
+    ckpt_path = out / "checkpoint.pt"
+
+    state = None
+    if ckpt_path.is_file():
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        if state.get("config_fingerprint") != fingerprint(cfg_dict):
+            raise PretrainError(f"{ckpt_path}: belongs to a run with another config; choose another --out "
+                                f"or delete that folder")
+        if state.get("finished"):
+            return ckpt_path
+
+    root = ensure_data(data_root, preset)
+    videos, video_ids, data_fp = decode_unlabeled(root, cfg.decode_size, cfg.max_videos, progress)
+    train_idx, eval_idx = split_videos(len(videos), cfg.eval_fraction, cfg.split_seed)
+    train_videos = [videos[i] for i in train_idx]
+    eval_videos = [videos[i] for i in eval_idx]
+
+    model_preset = cfg.model_preset or preset
+    seed_everything(seed)
+    device = pick_device(cfg.device)
+    # the backbone's own classifier is unused while pretraining (heads sit on the embedding);
+    # fine-tuning replaces it with reset_classifier
+    backbone = build_model(cls.arch, 1, model_preset).to(device)
+    task = cls(cfg.task, input_size=backbone.input_size)
+    task.bind_model(backbone)
+    head = task.build_head(backbone.embedding_dim).to(device)
+    params = list(backbone.parameters()) + list(head.parameters())
+    opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    # fixed held-out batches: the same questions before and after training, for every seed
+    eval_rng = np.random.default_rng([cfg.split_seed, 11])
+    eval_batches = [task.sample(eval_videos, cfg.batch_size, eval_rng) for _ in range(cfg.eval_batches)]
+
+    if state is None:
+        start_epoch, log, initial = 0, [], evaluate(task, backbone, head, eval_batches, device)
+    else:
+        backbone.load_state_dict(state["backbone"])
+        head.load_state_dict(state["head"])
+        opt.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        start_epoch, log, initial = state["epoch"], state["log"], state["initial_eval"]
+
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter() - (log[-1]["elapsed_s"] if log else 0.0)
+    total_iters = cfg.epochs * cfg.iters_per_epoch
+    bar = tqdm(total=total_iters, initial=start_epoch * cfg.iters_per_epoch, desc=f"pretrain {task_name}",
+               unit="it", disable=not progress, leave=False)
+    backbone.train()
+    head.train()
+    for epoch in range(start_epoch, cfg.epochs):
+        # one generator per epoch from (seed, epoch): a resumed run samples what it would have
+        rng = np.random.default_rng([int(seed), epoch])
+        losses, total = [], {}
+        for _ in range(cfg.iters_per_epoch):
+            batch = task.sample(train_videos, cfg.batch_size, rng)
+            loss, stats = task.step(backbone, head, batch, device)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+            for k, v in stats.items():
+                total[k] = total.get(k, 0.0) + v
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        log.append({"epoch": epoch + 1, "iteration": (epoch + 1) * cfg.iters_per_epoch,
+                    "loss": float(np.mean(losses)), "train_metric": task.metric(total),
+                    "train_chance": task.chance(total), "elapsed_s": round(time.perf_counter() - t_start, 2)})
+        _save_atomic(_checkpoint(backbone, head, opt, cls, task_name, preset, model_preset, cfg_dict, seed,
+                                 epoch + 1, log, initial, finished=False), ckpt_path)
+        _write_log(out / "log.jsonl", log)
+    bar.close()
+
+    final = evaluate(task, backbone, head, eval_batches, device)
+    ckpt = _checkpoint(backbone, head, opt, cls, task_name, preset, model_preset, cfg_dict, seed, cfg.epochs, log,
+                       initial, finished=True)
+    _save_atomic(ckpt, ckpt_path)
+    _write_log(out / "log.jsonl", log)
+    metrics = {
+        "task": task_name, "arch": cls.arch, "preset": preset, "seed": int(seed),
+        "metric_name": cls.metric_name, "higher_is_better": cls.higher_is_better,
+        "metric": final["metric"], "chance": final["chance"], "chance_note": cls.chance_note,
+        "metric_at_init": initial["metric"], "eval_loss": final["loss"], "eval_loss_at_init": initial["loss"],
+        "eval_items": final["stats"].get("n"), "eval_videos": len(eval_videos), "train_videos": len(train_videos),
+        "loss_curve": [line["loss"] for line in log], "train_metric_curve": [line["train_metric"] for line in log],
+        "train_seconds": log[-1]["elapsed_s"] if log else 0.0,
+        "weights_sha256": ckpt["weights_sha256"],
+        "run": run_record(cfg_dict, {"data_root": str(root), "unlabeled_index": data_fp}),
+    }
+    write_json_atomic(out / "metrics.json", metrics)
+    return ckpt_path
+
+
+def _checkpoint(backbone, head, opt, cls, task_name, preset, model_preset, cfg_dict, seed, epoch, log, initial,
+                finished: bool) -> dict:
+    sd = {k: v.detach().cpu() for k, v in backbone.state_dict().items()}
+    return {
+        "backbone": sd, "arch": cls.arch, "preset": preset, "model_preset": model_preset, "task": task_name,
+        "config": cfg_dict, "config_fingerprint": fingerprint(cfg_dict), "seed": int(seed),
+        "code_version": code_version(), "weights_sha256": weights_sha256(sd),
+        "embedding_dim": backbone.embedding_dim,
+        "head": {k: v.detach().cpu() for k, v in head.state_dict().items()}, "optimizer": opt.state_dict(),
+        "torch_rng": torch.get_rng_state(), "epoch": epoch, "log": log, "initial_eval": initial,
+        "finished": finished,
+    }
+
+
+def load_backbone(path: str | os.PathLike, num_classes: int | None = None, verify: bool = True):
+    """The pretrained backbone of ``checkpoint.pt`` (and the checkpoint dict).
+
+    ``num_classes`` replaces its classifier (``reset_classifier``); ``verify`` checks the
+    weights against the recorded sha256.
+    """
+    from harness.models import build_model
+
+    path = Path(path)
+    if not path.is_file():
+        raise PretrainError(f"{path}: pretrained checkpoint not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # torch raises many types for a bad file
+        raise PretrainError(f"{path}: cannot read as a checkpoint ({type(exc).__name__})") from exc
+    if not isinstance(ckpt, dict) or "backbone" not in ckpt or "arch" not in ckpt:
+        raise PretrainError(f"{path}: not a pretraining checkpoint (no backbone/arch)")
+    if verify and weights_sha256(ckpt["backbone"]) != ckpt.get("weights_sha256"):
+        raise PretrainError(f"{path}: backbone weights do not match their recorded sha256 (corrupt file?)")
+    model = build_model(ckpt["arch"], 1, ckpt.get("model_preset", ckpt["preset"]))
+    model.load_state_dict(ckpt["backbone"])
+    if num_classes is not None:
+        model.reset_classifier(num_classes)
+    return model, ckpt

@@ -1,0 +1,376 @@
+"""Pretext tasks: samplers checked on hand-made videos whose frames encode their own index,
+the tracker on a moving square, the losses against naive loops, and the pretraining loop
+end to end on a handful of tiny videos (including resume)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from harness.pretext import PRETEXT_TASKS, PretextError, get_task
+from harness.pretext.base import (angle_class, channel_split, high_motion_start, order_class, order_classes)
+from harness.pretext.oddoneout import misordered_permutation
+from harness.pretext.pose import displacement_class
+from harness.pretext.tracker import seed_box, track
+from harness.pretext.track import triplet_step
+
+# The 12 order classes of 4 frames, written out by hand: every permutation whose first index is
+# below its last, in lexicographic order (the other 12 are their reverses).
+HAND_CLASSES = [(0, 1, 2, 3), (0, 1, 3, 2), (0, 2, 1, 3), (0, 2, 3, 1), (0, 3, 1, 2), (0, 3, 2, 1),
+                (1, 0, 2, 3), (1, 0, 3, 2), (1, 2, 0, 3), (1, 3, 0, 2), (2, 0, 1, 3), (2, 1, 0, 3)]
+
+
+def indexed_video(t: int = 32, size: int = 32, moving: bool = True) -> np.ndarray:
+    """Frame i is grey level 5 + 7 i everywhere (all channels equal, so channel splitting keeps
+    it) with a bright square that moves one pixel right per frame: the index can be read back."""
+    v = np.zeros((t, size, size, 3), np.uint8)
+    for i in range(t):
+        v[i] = 5 + 7 * i
+        x = 2 + (i % (size - 8)) if moving else 4
+        v[i, 10:16, x:x + 6] = 250
+    return v
+
+
+def frame_ids(frames: np.ndarray) -> np.ndarray:
+    """Recover frame indices from :func:`indexed_video` frames ``(..., H, W, 3)`` (corner pixel)."""
+    return (frames[..., 0, 0, 0].astype(int) - 5) // 7
+
+
+def square_video(t=12, size=48, dy=0, dx=1, y0=16, x0=8, side=10, seed=0):
+    """A textured square moving (dy, dx) pixels per frame over a flat background."""
+    rng = np.random.default_rng(seed)
+    tex = rng.integers(120, 255, size=(side, side, 3)).astype(np.uint8)
+    v = np.full((t, size, size, 3), 30, np.uint8)
+    for i in range(t):
+        y, x = y0 + dy * i, x0 + dx * i
+        v[i, y:y + side, x:x + side] = tex
+    return v
+
+
+def task(name, preset="smoke", **knobs):
+    cls = get_task(name)
+    k = cls.knobs_for(preset)
+    if knobs:
+        import dataclasses
+        k = dataclasses.replace(k, **knobs)
+    return cls(k, input_size=32)
+
+
+# ---- registry --------------------------------------------------------------------------------
+
+def test_registry_has_the_seven_tasks_with_chance_levels():
+    assert set(PRETEXT_TASKS) == {"sort", "motion", "track", "predict", "shuffle", "oddoneout", "pose"}
+    arch = {n: c.arch for n, c in PRETEXT_TASKS.items()}
+    assert arch == {"sort": "vgg19_teacher", "motion": "vgg19_teacher", "track": "vgg19_teacher",
+                    "predict": "prednet", "shuffle": "alexnet", "oddoneout": "alexnet", "pose": "alexnet"}
+    assert all(c.chance_note for c in PRETEXT_TASKS.values())
+    with pytest.raises(PretextError, match="unknown pretext task 'jigsaw'"):
+        get_task("jigsaw")
+
+
+# ---- sort (OPN) ------------------------------------------------------------------------------
+
+def test_order_classes_match_the_hand_list_and_reverses_share_a_class():
+    assert order_classes(4) == HAND_CLASSES
+    assert len(order_classes(3)) == 3 and len(order_classes(5)) == 60  # n!/2
+    for p in itertools.permutations(range(4)):
+        expected = HAND_CLASSES.index(p) if p in HAND_CLASSES else HAND_CLASSES.index(p[::-1])
+        assert order_class(p) == expected
+        assert order_class(p) == order_class(p[::-1])
+    assert order_class((3, 2, 1, 0)) == 0 and order_class((3, 1, 0, 2)) == 10 and order_class((3, 2, 0, 1)) == 6
+
+
+def test_sort_sampler_labels_the_shown_order():
+    t = task("sort", window=8)
+    video = indexed_video(24)
+    seen, reversed_seen = set(), 0
+    for _ in range(20):
+        batch = t.sample([video], 16, np.random.default_rng(len(seen)))
+        ids = frame_ids(batch["frames"])          # (B, 4) frame indices in the shown order
+        for shown, target in zip(ids, batch["target"]):
+            rank = tuple(int(r) for r in np.argsort(np.argsort(shown)))  # position order -> permutation
+            assert len(set(shown)) == 4 and shown.max() - shown.min() < 8  # one window
+            canon = rank if rank in HAND_CLASSES else rank[::-1]
+            reversed_seen += rank not in HAND_CLASSES
+            assert target == HAND_CLASSES.index(canon)
+            seen.add(int(target))
+    assert seen == set(range(12))
+    assert 0.3 < reversed_seen / 320 < 0.7  # both members of a class are shown
+
+
+def test_channel_split_keeps_one_channel_per_frame():
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, size=(60, 5, 5, 3)).astype(np.uint8)
+    out, ch = channel_split(frames, rng)
+    assert out.shape == frames.shape and out.dtype == np.uint8
+    for i in range(60):
+        assert np.array_equal(out[i, ..., 0], out[i, ..., 1]) and np.array_equal(out[i, ..., 0], out[i, ..., 2])
+        assert np.array_equal(out[i, ..., 0], frames[i, ..., ch[i]])
+    assert set(ch.tolist()) == {0, 1, 2}
+    # the sort sampler applies it
+    noise_video = rng.integers(0, 256, size=(16, 8, 8, 3)).astype(np.uint8)
+    batch = task("sort").sample([noise_video], 4, rng)
+    f = batch["frames"]
+    assert np.array_equal(f[..., 0], f[..., 1]) and np.array_equal(f[..., 1], f[..., 2])
+
+
+def test_high_motion_window_is_chosen():
+    v = indexed_video(30, moving=False)
+    v[:, :, :] = 100
+    for i in range(18, 24):  # motion only between frames 18..23
+        v[i, 2:10, 2:10] = 255 * (i % 2)
+    starts = {high_motion_start(v, 6, np.random.default_rng(s), top_fraction=0.05) for s in range(20)}
+    assert starts <= set(range(14, 20)) and starts
+    with pytest.raises(PretextError, match="5 frames, a window needs 6"):
+        high_motion_start(v[:5], 6, np.random.default_rng(0))
+
+
+# ---- motion ----------------------------------------------------------------------------------
+
+def test_motion_pairs_respect_k1_k2_and_are_balanced():
+    t = task("motion", k1=2, k2=9)
+    batch = t.sample([indexed_video(30), indexed_video(20)], 64, np.random.default_rng(1))
+    ids = frame_ids(batch["frames"])
+    gap = np.abs(ids[:, 0] - ids[:, 1])
+    close = batch["target"] == 1
+    assert close.sum() == 32
+    assert np.all((gap[close] >= 1) & (gap[close] <= 2)) and np.all(gap[~close] >= 9)
+    assert np.any(ids[:, 0] > ids[:, 1]) and np.any(ids[:, 0] < ids[:, 1])  # both slot orders
+    with pytest.raises(PretextError, match="k1 < k2"):
+        task("motion", k1=5, k2=5)
+    with pytest.raises(PretextError, match="no video has the 10 frames"):
+        t.sample([indexed_video(8)], 2, np.random.default_rng(0))
+
+
+# ---- shuffle & learn -------------------------------------------------------------------------
+
+def test_shuffle_positives_in_order_negatives_not():
+    t = task("shuffle", window=10)
+    batch = t.sample([indexed_video(32)], 64, np.random.default_rng(2))
+    ids = frame_ids(batch["frames"])
+    pos = batch["target"] == 1
+    assert pos.sum() == 32
+    assert np.all((ids[pos, 0] < ids[pos, 1]) & (ids[pos, 1] < ids[pos, 2]))
+    neg = ids[~pos]
+    # fixed ends b < d, middle frame outside them (a before b, or e after d)
+    assert np.all(neg[:, 0] < neg[:, 2])
+    assert np.all((neg[:, 1] < neg[:, 0]) | (neg[:, 1] > neg[:, 2]))
+    assert np.any(neg[:, 1] < neg[:, 0]) and np.any(neg[:, 1] > neg[:, 2])
+    assert np.all(ids.max(1) - ids.min(1) < 10)
+
+
+# ---- odd-one-out -----------------------------------------------------------------------------
+
+def test_oddoneout_answer_points_at_the_misordered_subsequence():
+    t = task("oddoneout", n_questions=5, length=4, max_stride=2)
+    batch = t.sample([indexed_video(32)], 40, np.random.default_rng(3))
+    ids = frame_ids(batch["frames"])  # (B, N, L)
+    for q, target in zip(ids, batch["target"]):
+        ordered = [bool(np.all(np.diff(s) > 0)) for s in q]
+        assert ordered.count(False) == 1 and not ordered[target]
+        assert not np.all(np.diff(q[target]) < 0)  # not simply reversed either
+    assert set(batch["target"].tolist()) == set(range(5))
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        p = misordered_permutation(3, rng)
+        assert tuple(p) not in {(0, 1, 2), (2, 1, 0)}
+
+
+# ---- tracker, track and pose -----------------------------------------------------------------
+
+@pytest.mark.parametrize("dy,dx", [(0, 1), (1, 2), (-2, 0), (2, -1)])
+def test_tracker_follows_a_moving_square_within_a_pixel(dy, dx):
+    video = square_video(t=10, dy=dy, dx=dx, y0=20, x0=20)
+    y, x = seed_box(video, 0, 8)
+    path = track(video, 0, y, x, 8, steps=8, radius=4)
+    truth = np.array([(y + dy * i, x + dx * i) for i in range(9)])
+    assert np.abs(path - truth).max() <= 1
+    # the seeded patch covers part of the moving square (where the frames differ)
+    assert np.any(video[0, y:y + 8, x:x + 8] != 30)
+
+
+def test_track_sampler_positive_is_the_same_patch_later():
+    t = task("track", k=4, patch=12, radius=3, seed_top_k=1)
+    video = square_video(t=12, dy=1, dx=1, y0=10, x0=10)
+    batch = t.sample([video], 4, np.random.default_rng(0))
+    for (q, p), (t0, y, x, t1, y1, x1) in zip(batch["frames"], batch["boxes"]):
+        assert t1 - t0 == 4 and abs((y1 - y) - 4) <= 1 and abs((x1 - x) - 4) <= 1
+        assert np.array_equal(q, p)  # rigid translation on a flat background: identical crops
+
+
+def test_angle_and_displacement_classes():
+    assert displacement_class(0, 0, 1.5) == 0 and displacement_class(1, 0.5, 1.5) == 0
+    assert [displacement_class(*d, 1.5) for d in [(0, 3), (3, 3), (3, 0), (3, -3), (0, -3), (-3, -3),
+                                                  (-3, 0), (-3, 3)]] == list(range(1, 9))
+    assert angle_class(-0.1, 5, 1.0) == 1 and angle_class(1.0, 4.0, 1.0) == 1 and angle_class(2.0, 4.0, 1.0) == 2  # 14 and 26.6 deg; boundary 22.5
+
+
+@pytest.mark.parametrize("dy,dx,label", [(0, 1, 1), (1, 0, 3), (0, -1, 5), (-1, 0, 7), (1, 1, 2), (0, 0, 0)])
+def test_pose_labels_match_the_known_displacement(dy, dx, label):
+    t = task("pose", k=3, patch=8, context=24, static_threshold=1.5)
+    video = square_video(t=10, size=48, dy=dy, dx=dx, y0=18, x0=18)
+    if dy == dx == 0:  # still square, a flicker elsewhere so there is some frame difference
+        video[::2, 40:44, 40:44] = 200
+    batch = t.sample([video], 6, np.random.default_rng(0))
+    assert np.all(batch["target"] == label), (batch["target"], batch["displacement"])
+    if label:
+        assert np.all(np.abs(batch["displacement"] - 3 * np.array([dy, dx])) <= 1)
+
+
+def test_triplet_step_matches_a_naive_loop():
+    g = torch.Generator().manual_seed(0)
+    q, p = torch.randn(5, 7, generator=g), torch.randn(5, 7, generator=g)
+    margin, k = 0.3, 3
+    loss, stats = triplet_step(q, p, margin, k)
+    cos = lambda a, b: float(a @ b / (a.norm() * b.norm()))  # noqa: E731
+    total, correct, pairs = 0.0, 0, 0
+    for i in range(5):
+        dp = 1 - cos(q[i], p[i])
+        negs = [1 - cos(q[i], c) for j in range(5) if j != i for c in (q[j], p[j])]
+        correct += sum(dp < dn for dn in negs)
+        pairs += len(negs)
+        total += sum(max(0.0, dp - dn + margin) for dn in sorted(negs)[:k]) / k
+    assert loss.item() == pytest.approx(total / 5, rel=1e-5)
+    assert stats == {"correct": correct, "n": pairs}
+
+
+# ---- predict ---------------------------------------------------------------------------------
+
+def test_predict_copy_last_baseline_matches_numpy():
+    from harness.models import build_model
+
+    t = task("predict")
+    model = build_model("prednet", 1, "smoke")
+    t.bind_model(model)
+    assert t.clip_length == model.clip_length
+    video = np.random.default_rng(0).integers(0, 256, size=(10, 32, 32, 3)).astype(np.uint8)
+    batch = t.sample([video], 3, np.random.default_rng(0))
+    assert np.array_equal(batch["frames"][0], video[batch["start"][0]:batch["start"][0] + t.clip_length])
+    loss, stats = t.step(model, torch.nn.Identity(), batch)
+    px = batch["frames"].astype(np.float64) / 255.0
+    copy = ((px[:, 1:] - px[:, :-1]) ** 2).mean(axis=(2, 3, 4)).sum()
+    assert stats["se_copy"] == pytest.approx(copy, rel=1e-4)
+    assert stats["n"] == 3 * (t.clip_length - 1)
+    with torch.no_grad():
+        from harness.pretext.base import to_input
+        clip = to_input(batch["frames"], 32).view(3, t.clip_length, 3, 32, 32)
+        pred = model.predict(clip).predictions.numpy()
+    se = ((pred[:, 1:] - px.transpose(0, 1, 4, 2, 3)[:, 1:]) ** 2).mean(axis=(2, 3, 4)).sum()
+    assert stats["se_pred"] == pytest.approx(se, rel=1e-4)
+    assert t.chance(stats) == pytest.approx(copy / stats["n"], rel=1e-4)
+
+
+# ---- every task: a few optimiser steps on one batch lower the loss --------------------------
+
+@pytest.mark.parametrize("name", sorted(PRETEXT_TASKS))
+def test_head_and_loss_train_step_reduces_loss(name):
+    from harness.models import build_model
+
+    torch.manual_seed(0)
+    # track: a margin that keeps every hinge active, so the loss measures the ranking itself
+    t = task(name, margin=1.0) if name == "track" else task(name)
+    model = build_model(t.arch, 1, "smoke")
+    t.bind_model(model)
+    head = t.build_head(model.embedding_dim)
+    videos = [square_video(t=16, size=32, dy=0, dx=1 - 2 * (d % 2), y0=4 + 4 * d, x0=4 + 16 * (d % 2), side=8, seed=d)
+              for d in range(4)]
+    batch = t.sample(videos, 6, np.random.default_rng(0))
+    assert "label" not in batch  # no class labels anywhere
+    opt = torch.optim.Adam(list(model.parameters()) + list(head.parameters()), lr=1e-3)
+    model.eval()  # no dropout: the comparison is of the same function before and after
+    losses = []
+    for _ in range(8):
+        loss, stats = t.step(model, head, batch)
+        assert math.isfinite(loss.item()) and stats["n"] > 0
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
+
+
+# ---- pretraining loop ------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def unlabeled_root(tmp_path_factory):
+    from harness.data.video import write_video
+
+    root = tmp_path_factory.mktemp("unlabeled")
+    names = []
+    for i in range(6):
+        names.append(f"unlabeled/u_{i}.avi")
+        write_video(root / names[-1], square_video(t=16, size=32, dy=0, dx=1 - 2 * (i % 2), y0=4 + 3 * i,
+                                                       x0=4 + 16 * (i % 2), side=8, seed=i))
+    (root / "unlabeled.txt").write_text("".join(n + "\n" for n in names))
+    return root
+
+
+def test_pretrain_writes_checkpoint_metrics_and_log_and_resumes(unlabeled_root, tmp_path, monkeypatch):
+    from harness.pretext import train
+    from harness.pretext.motion import MotionTask
+
+    ov = {"epochs": "3", "iters_per_epoch": "2", "batch_size": "4", "eval_batches": "1"}
+    full = train.pretrain("motion", "smoke", seed=3, data_root=unlabeled_root, out_dir=tmp_path / "full",
+                          overrides=ov, progress=False)
+    ckpt = torch.load(full, weights_only=False)
+    assert ckpt["finished"] and ckpt["arch"] == "vgg19_teacher" and ckpt["task"] == "motion"
+    assert ckpt["seed"] == 3 and ckpt["config"]["task"]["k1"] == 2 and ckpt["code_version"]
+    assert train.weights_sha256(ckpt["backbone"]) == ckpt["weights_sha256"]
+    metrics = json.loads((tmp_path / "full" / "metrics.json").read_text())
+    assert metrics["chance"] == 0.5 and len(metrics["loss_curve"]) == 3 and 0 <= metrics["metric"] <= 1
+    log = [json.loads(line) for line in (tmp_path / "full" / "log.jsonl").read_text().splitlines()]
+    assert [line["epoch"] for line in log] == [1, 2, 3]
+    model, _ = train.load_backbone(full, num_classes=5)
+    assert model.forward_features(torch.zeros(1, 3, 32, 32)).logits.shape == (1, 5)
+
+    # crash during epoch 3, then rerun: the resumed run ends with the same weights
+    calls = {"n": 0}
+    step = MotionTask.step
+
+    def crashing(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 1 + 4 + 1:  # initial eval (1 batch), 2 epochs x 2 iterations, then one more
+            raise KeyboardInterrupt
+        return step(self, *a, **k)
+
+    monkeypatch.setattr(MotionTask, "step", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        train.pretrain("motion", "smoke", seed=3, data_root=unlabeled_root, out_dir=tmp_path / "cut",
+                       overrides=ov, progress=False)
+    monkeypatch.setattr(MotionTask, "step", step)
+    part = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)
+    assert not part["finished"] and part["epoch"] == 2
+    resumed = train.pretrain("motion", "smoke", seed=3, data_root=unlabeled_root, out_dir=tmp_path / "cut",
+                             overrides=ov, progress=False)
+    assert torch.load(resumed, weights_only=False)["weights_sha256"] == ckpt["weights_sha256"]
+
+    with pytest.raises(train.PretrainError, match="another config"):
+        train.pretrain("motion", "smoke", seed=3, data_root=unlabeled_root, out_dir=tmp_path / "full",
+                       overrides={**ov, "lr": "0.5"}, progress=False)
+
+
+def test_pretrain_bad_inputs_give_one_line_errors(tmp_path):
+    from harness.config import ConfigError
+    from harness.pretext import train
+
+    with pytest.raises(train.PretrainError, match="unlabeled.txt: not found"):
+        train.pretrain("sort", "smoke", data_root=tmp_path, out_dir=tmp_path / "o", progress=False)
+    with pytest.raises(ConfigError, match="unknown config key 'task.k9'"):
+        train.task_config("motion", "smoke", {"task.k9": "1"})
+    assert train.task_config("motion", "tiny", {"task.k1": "3"}).task.k1 == 3
+
+
+def test_cli_pretrain_reports_unknown_task_and_missing_root(tmp_path):
+    from click.testing import CliRunner
+
+    from harness.cli import main
+
+    r = CliRunner().invoke(main, ["pretrain", "--task", "jigsaw", "--preset", "smoke"])
+    assert r.exit_code == 2 and "unknown pretext task 'jigsaw'" in r.output
+    r = CliRunner().invoke(main, ["pretrain", "--task", "sort", "--preset", "smoke", "--data-root", str(tmp_path)])
+    assert r.exit_code == 2 and "unlabeled.txt: not found" in r.output
