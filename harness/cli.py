@@ -110,12 +110,36 @@ def pretrain(task, preset, seed, data_root, out_dir, overrides):
 
 
 @main.command()
+@click.option("--arch", required=True, type=click.Choice(["alexnet", "vgg19_teacher", "prednet"]),
+              help="Backbone to fine-tune.")
+@click.option("--init", "init", required=True, type=click.Choice(["random", "pretext", "supervised", "file"]),
+              help="random: own init (AlexNet_ran); pretext: a 'harness pretrain' checkpoint.pt; supervised: "
+                   "first train on the synthetic disjoint classes (AlexNet_pre on smoke/tiny); file: a local "
+                   ".pth (e.g. ImageNet weights).")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
+              help="The pretext checkpoint.pt (--init pretext) or weights file (--init file).")
 @preset_option
 @seed_option
+@click.option("--dataset", type=click.Choice(["synth", "ucf101", "hmdb51", "ccv"]), default="synth",
+              show_default=True)
+@click.option("--data-root", type=click.Path(file_okay=False), default=None,
+              help="Dataset folder (default for synth on smoke/tiny: data/synth-<preset>, generated if missing).")
+@click.option("--split", type=click.Choice(["1", "2", "3", "all"]), default="1", show_default=True,
+              help="Official split; 'all' runs the three and reports their mean.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
 @set_option
-def finetune(preset, seed, overrides):
+def finetune(arch, init, checkpoint, preset, seed, dataset, data_root, split, quiet, overrides):
     """Fine-tune a pretrained (or random, or supervised) backbone for classification."""
-    not_built("finetune", 3)
+    from harness.config import parse_overrides
+    from harness.finetune import finetune as run_finetune
+
+    run = run_finetune(arch, init, preset, seed, dataset, data_root, split if split == "all" else int(split),
+                       checkpoint, parse_overrides(overrides), progress=not quiet)
+    final = run.final()
+    per_split = ", ".join(f"split {k}: {v:.4f}" for k, v in (final.get("per_split") or {}).items())
+    click.echo(f"{arch} ({init}, {dataset}, {preset}, seed {seed}): video-level {final['metric']} "
+               f"{final['value']:.4f} (chance {final['chance']:.4f}; {per_split})")
+    click.echo(f"run: {run.path}")
 
 
 @main.command("cache-teachers")

@@ -12,27 +12,19 @@ import os
 from pathlib import Path
 
 from harness.cache.teachers import TEACHER_TASKS, cache_teachers, default_store_path
-from harness.config import resolve
 from harness.errors import HarnessError
-
-
-def default_data_root(preset: str) -> Path:
-    return Path("data") / f"synth-{preset}"
 
 
 def ensure_data(preset: str, data_root: str | os.PathLike | None = None, seed: int = 0) -> Path:
     """The dataset root: ``data_root`` if given, else the synthetic set of smoke/tiny
-    (generated on first use)."""
+    (generated on first use, regenerated if stale)."""
     if data_root is not None:
         return Path(data_root)
     if preset == "paper":
         raise HarnessError("preset 'paper' reads a real dataset: pass --data-root DIR")
-    root = default_data_root(preset)
-    if not (root / "synth.json").is_file():
-        from harness.data.synth import SYNTH_PRESETS, generate
+    from harness.data.synth import ensure_generated
 
-        generate(root, resolve(SYNTH_PRESETS, preset), seed=seed)
-    return root
+    return ensure_generated(preset, seed=0)
 
 
 def teacher_checkpoints(preset: str, seed: int = 0, data_root: str | os.PathLike | None = None,

@@ -170,3 +170,76 @@ def test_map_against_hand_and_sklearn():
     r = evaluate(s, _fake_index(multi=y, n_classes=20))
     keep = y.sum(0) > 0
     assert r["value"] == pytest.approx(average_precision_score(y[:, keep], s[:, keep], average="macro"))
+
+
+def test_clip_items_end_at_sampled_frame(videos):
+    """clip_length > 1: the clip is frames f-L+1..f (clamped at 0), one shared view."""
+    from harness.data.transforms import apply_view, to_tensor
+    from harness.data.video import read_video
+    idx = _index(videos)
+    decoded = [read_video(p) for p in videos]
+    L = 5
+    for train in (False, True):
+        ds = FrameDataset(idx, frames_per_video=4, train=train, size=24, seed=2, clip_length=L)
+        single = FrameDataset(idx, frames_per_video=4, train=train, size=24, seed=2)
+        assert len(ds) == len(single) == 12
+        for i in range(len(ds)):
+            it, one = ds[i], single[i]
+            f = it["frame"]
+            assert f == one["frame"] and it["frames"].shape == (L, 3, 24, 24)
+            # the grey level of each clip frame names its index: f-4..f, never below 0
+            got = [_frame_index_of({"frames": it["frames"][t]}) for t in range(L)]
+            assert got == [max(f - L + 1 + t, 0) for t in range(L)]
+            # the last clip frame is exactly the single-frame item (same frame, same view)
+            assert torch.equal(it["frames"][-1], one["frames"])
+            # every clip frame went through the item's one view: rebuild it by hand
+            v, k = divmod(i, 4)
+            view = ds.plan(v)[1][k]
+            for t, fid in enumerate([max(f - L + 1 + t, 0) for t in range(L)]):
+                want = to_tensor(apply_view(decoded[v][fid], view, 24))[0]
+                assert torch.equal(it["frames"][t], want)
+    # the clamp on an early frame: a test plan with frames_per_video=16 includes frame 0..2
+    ds = FrameDataset(idx, frames_per_video=16, train=False, size=16, seed=0, clip_length=4)
+    it = ds[0]
+    assert it["frame"] == 0
+    assert [_frame_index_of({"frames": it["frames"][t]}) for t in range(4)] == [0, 0, 0, 0]
+    b = FrameDataset(idx, frames_per_video=3, train=True, size=16, seed=1, clip_length=3, cache_decoded=False)
+    a = FrameDataset(idx, frames_per_video=3, train=True, size=16, seed=1, clip_length=3)
+    for i in range(len(a)):
+        assert torch.allclose(a[i]["frames"], b[i]["frames"])
+    with pytest.raises(ValueError):
+        FrameDataset(idx, 2, train=True, size=16, seed=0, clip_length=0)
+
+
+def test_fixed_crops_by_hand():
+    from harness.data.frames import fixed_crops
+    from harness.data.transforms import View
+    c = fixed_crops(1, 0.5, 1.0)
+    assert c == [View(0.25, 0.25, 0.5, 0.5, False)]
+    five = fixed_crops(5, 0.5, 2.0)          # wide frame: square crop = 0.5 of height, 0.25 of width
+    assert five[0] == View(0.25, 0.375, 0.5, 0.25, False)
+    assert five[1:] == [View(0.0, 0.0, 0.5, 0.25), View(0.0, 0.75, 0.5, 0.25),
+                        View(0.5, 0.0, 0.5, 0.25), View(0.5, 0.75, 0.5, 0.25)]
+    ten = fixed_crops(10, 0.5, 2.0)
+    assert ten[:5] == five and all(t.flip and (t.y0, t.x0) == (f.y0, f.x0) for t, f in zip(ten[5:], five))
+    with pytest.raises(ValueError):
+        fixed_crops(3)
+
+
+def test_test_crops_items(videos):
+    from harness.data.frames import fixed_crops
+    from harness.data.transforms import apply_view, to_tensor
+    from harness.data.video import read_video
+    idx = _index(videos)
+    ds = FrameDataset(idx, frames_per_video=2, train=False, size=16, seed=0, test_crops=5)
+    assert len(ds) == 3 * 2 * 5
+    crops = fixed_crops(5, 0.875, (SIDE + 8) / SIDE)
+    decoded = read_video(videos[1])
+    for i in range(10, 20):                   # video 1: slots 0,1 x crops 0..4
+        it = ds[i]
+        k, c = divmod(i - 10, 5)
+        assert it["video"] == 1 and it["crop"] == c and it["frame"] == evenly_spaced(T, 2)[k]
+        want = to_tensor(apply_view(decoded[it["frame"]], crops[c], 16))[0]
+        assert torch.equal(it["frames"], want)
+    # crops only multiply test items; training items ignore them
+    assert len(FrameDataset(idx, 2, train=True, size=16, seed=0, test_crops=5)) == 6

@@ -3,14 +3,18 @@
 Frame-level training and evaluation (the paper's protocol): each video contributes
 ``frames_per_video`` frames; a frame is one item. Training items are a random frame in
 each of ``frames_per_video`` equal segments (TSN style) seen through a random view;
-test items are evenly spaced frames seen through the centre view. The video-level
+test items are evenly spaced frames seen through the centre view (optionally also a few
+fixed crops, :func:`fixed_crops`). With ``clip_length`` > 1 an item is the clip of
+``clip_length`` frames ending at the sampled frame, all seen through the same view (what
+PredNet takes). The video-level
 prediction is the mean of the frames' softmax outputs (:func:`video_level_predict`),
 scored by :func:`evaluate` (accuracy, or mAP for multi-label sets such as CCV).
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+import os
+from typing import MutableMapping, Sequence
 
 import numpy as np
 import torch
@@ -19,6 +23,25 @@ from torch.utils.data import Dataset
 from harness.data.index import VideoIndex
 from harness.data.transforms import View, apply_view, center_view, sample_view, to_tensor
 from harness.data.video import count_frames, evenly_spaced, random_frames, read_video
+
+
+FIXED_CROP_COUNTS = (1, 5, 10)
+
+
+def fixed_crops(n: int, scale: float = 0.875, aspect: float = 1.0) -> list[View]:
+    """``n`` fixed test-time views: 1 = :func:`center_view`; 5 = it and the same-sized square
+    crop in each corner (top-left, top-right, bottom-left, bottom-right); 10 = those five
+    and their mirror images (the classic ten-crop). ``aspect`` = frame width / height."""
+    if n not in FIXED_CROP_COUNTS:
+        raise ValueError(f"number of fixed crops must be one of {FIXED_CROP_COUNTS}, got {n}")
+    c = center_view(scale, aspect)
+    if n == 1:
+        return [c]
+    h, w = c.h, c.w
+    five = [c] + [View(y0, x0, h, w, False) for y0 in (0.0, 1.0 - h) for x0 in (0.0, 1.0 - w)]
+    if n == 5:
+        return five
+    return five + [View(v.y0, v.x0, v.h, v.w, True) for v in five]
 
 
 def _hw(size: int | Sequence[int] | None) -> tuple[int, int] | None:
@@ -44,15 +67,32 @@ class FrameDataset(Dataset):
     :meth:`set_epoch`. With DataLoader workers, keep ``persistent_workers=False`` so each
     epoch's workers see the new epoch, and call :meth:`preload` first so the workers inherit
     the decoded frames (fork) instead of each decoding every video again. An item is ``dict(frames=(3, H, W) float32 normalised, label=int
-    (-1 when unlabeled) or multi-hot float32 (C,), video=int, frame=int)``.
+    (-1 when unlabeled) or multi-hot float32 (C,), video=int, frame=int, crop=int)``.
+
+    ``shared_cache``: a dict shared by several datasets (keyed by video path, mtime, size and
+    ``decode_size``), so the train and test sets of several runs in one process decode each
+    video once; used only with ``cache_decoded``.
+
+    ``clip_length`` > 1: ``frames`` is ``(clip_length, 3, H, W)``, the frames
+    ``frame - clip_length + 1 .. frame`` (indices below 0 clamped to 0, so early frames repeat
+    the first one), every one cropped by the item's view. ``test_crops`` (test mode only):
+    each test frame is seen through ``test_crops`` fixed views (:func:`fixed_crops`: 1 = the
+    centre view, 5 = centre + four corners, 10 = those and their mirrors); item ``i`` is then
+    video ``i // (frames_per_video * test_crops)``, frame slot and ``crop`` from the
+    remainder (crop varying fastest).
     """
 
     def __init__(self, index: VideoIndex, frames_per_video: int, train: bool, size: int | Sequence[int],
                  seed: int, decode_size: int | Sequence[int] | None = None, cache_decoded: bool = True,
                  view_scale: tuple[float, float] = (0.5, 1.0), view_ratio: tuple[float, float] = (3 / 4, 4 / 3),
-                 center_scale: float = 0.875):
+                 center_scale: float = 0.875, clip_length: int = 1, test_crops: int = 1,
+                 shared_cache: MutableMapping | None = None):
         if frames_per_video < 1:
             raise ValueError(f"frames_per_video must be >= 1, got {frames_per_video}")
+        if clip_length < 1:
+            raise ValueError(f"clip_length must be >= 1, got {clip_length}")
+        if test_crops not in FIXED_CROP_COUNTS:
+            raise ValueError(f"test_crops must be one of {FIXED_CROP_COUNTS}, got {test_crops}")
         self.index = index
         self.frames_per_video = int(frames_per_video)
         self.train = bool(train)
@@ -61,8 +101,11 @@ class FrameDataset(Dataset):
         self.decode_size = _hw(decode_size)
         self.cache_decoded = bool(cache_decoded)
         self.view_scale, self.view_ratio, self.center_scale = view_scale, view_ratio, center_scale
+        self.clip_length = int(clip_length)
+        self.test_crops = int(test_crops)
         self.epoch = 0
         self._decoded: dict[int, np.ndarray] = {}
+        self._shared = shared_cache
         self._num_frames: dict[int, int] = {}
         self._frame_hw: dict[int, tuple[int, int]] = {}
         self._targets = index.targets()
@@ -71,15 +114,30 @@ class FrameDataset(Dataset):
         """Select the random frames/views of ``epoch`` (train mode; test items never change)."""
         self.epoch = int(epoch)
 
+    @property
+    def items_per_video(self) -> int:
+        """Items each video contributes: ``frames_per_video`` (times ``test_crops`` in test mode)."""
+        return self.frames_per_video * (1 if self.train else self.test_crops)
+
     def __len__(self) -> int:
-        return len(self.index) * self.frames_per_video
+        return len(self.index) * self.items_per_video
 
     # -- decoding ---------------------------------------------------------------------
 
     def _video(self, v: int) -> np.ndarray:
         if v in self._decoded:
             return self._decoded[v]
-        frames = read_video(self.index[v].path, size=self.decode_size)
+        key = None
+        if self._shared is not None:
+            # mtime and size in the key: a video rewritten in place is decoded again
+            st = os.stat(self.index[v].path)
+            key = (str(self.index[v].path), st.st_mtime_ns, st.st_size, self.decode_size)
+        if self._shared is not None and key in self._shared:
+            frames = self._shared[key]
+        else:
+            frames = read_video(self.index[v].path, size=self.decode_size)
+            if self._shared is not None and self.cache_decoded:
+                self._shared[key] = frames
         self._num_frames[v] = len(frames)
         self._frame_hw[v] = frames.shape[1:3]
         if self.cache_decoded:
@@ -126,22 +184,35 @@ class FrameDataset(Dataset):
         views = [sample_view(rng, self.view_scale, self.view_ratio, aspect) for _ in range(self.frames_per_video)]
         return frames, views
 
+    def test_views(self, v: int) -> list[View]:
+        """The fixed views every test frame of video ``v`` is seen through (``test_crops`` of them)."""
+        return fixed_crops(self.test_crops, self.center_scale, self._aspect(v))
+
+    def clip_indices(self, frame: int) -> np.ndarray:
+        """The ``clip_length`` frame indices of the clip ending at ``frame`` (clamped at 0)."""
+        return np.maximum(np.arange(frame - self.clip_length + 1, frame + 1), 0)
+
     def __getitem__(self, i: int) -> dict:
         if not 0 <= i < len(self):
             raise IndexError(i)
-        v, k = divmod(int(i), self.frames_per_video)
+        v, rem = divmod(int(i), self.items_per_video)
+        k, c = divmod(rem, 1 if self.train else self.test_crops)
         frame_ids, views = self.plan(v)
         f = int(frame_ids[k])
+        view = views[k] if self.train or self.test_crops == 1 else self.test_views(v)[c]
+        ids = self.clip_indices(f)
         if self.cache_decoded:
-            img = self._video(v)[f]
+            imgs = self._video(v)[ids]
         else:
-            img = read_video(self.index[v].path, indices=[f], size=self.decode_size)[0]
-        x = to_tensor(apply_view(img, views[k], self.size))[0]
+            imgs = read_video(self.index[v].path, indices=ids, size=self.decode_size)
+        x = to_tensor(apply_view(imgs, view, self.size))
+        if self.clip_length == 1:
+            x = x[0]
         if self.index.multilabel:
             label = torch.as_tensor(self._targets[v], dtype=torch.float32)
         else:
             label = int(self._targets[v])
-        return {"frames": x, "label": label, "video": v, "frame": f}
+        return {"frames": x, "label": label, "video": v, "frame": f, "crop": c}
 
 
 # ---- video-level prediction and metrics ---------------------------------------------------
