@@ -441,3 +441,28 @@ def test_prednet_learns_a_constant_sequence():
         errors = model.predict(clip).errors[:, :, 0]
     assert errors[:, 1:].mean() < errors[:, 0].mean()
     assert math.isfinite(losses[-1])
+
+
+def test_batch_norm_switch_follows_torchvision_bn_layout_and_keeps_conv4():
+    """batch_norm=True (the tiny preset's choice) lays VGG out as torchvision's vgg19_bn
+    (conv, bn, relu; convs at the indices below, written from torchvision's definition) and
+    conv4 is still the ReLU output of block 4's last conv."""
+    vgg = build_model("vgg19_teacher", 10, "smoke", batch_norm=True)
+    convs = [i for i, m in enumerate(vgg.features) if isinstance(m, torch.nn.Conv2d)]
+    assert convs == [0, 3, 7, 10, 14, 17, 20, 23, 27, 30, 33, 36, 40, 43, 46, 49]
+    bns = [i for i, m in enumerate(vgg.features) if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns == [i + 1 for i in convs]
+    seen = {}
+    vgg.features[38].register_forward_hook(lambda m, i, o: seen.setdefault("relu", o))  # block 4's last ReLU
+    vgg.eval()
+    x = torch.randn(2, 3, 32, 32)
+    out = vgg.forward_features(x)
+    assert torch.equal(out.conv4, seen["relu"])
+    assert tuple(out.conv4.shape[1:]) == vgg.conv4_shape()
+
+    alex = build_model("alexnet", 10, "smoke", batch_norm=True).eval()
+    assert [i for i, m in enumerate(alex.features) if isinstance(m, torch.nn.BatchNorm2d)] == [1, 5, 9, 12, 15]
+    seen.clear()
+    alex.features[13].register_forward_hook(lambda m, i, o: seen.setdefault("relu", o))  # conv4's ReLU
+    out = alex.forward_features(x)
+    assert torch.equal(out.conv4, seen["relu"]) and tuple(out.conv4.shape[1:]) == alex.conv4_shape()

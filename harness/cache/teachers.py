@@ -92,8 +92,9 @@ def load_teacher(name: str, path: str | os.PathLike, num_classes: int, preset: s
         raise CacheError(f"{path}: not a harness fine-tuned checkpoint (needs 'arch' and 'model' entries)")
     if ck.get("num_classes", num_classes) != num_classes:
         raise CacheError(f"{path}: teacher {name!r} has {ck.get('num_classes')} classes, the dataset {num_classes}")
-    if ck.get("preset", preset) != preset:
-        raise CacheError(f"{path}: teacher {name!r} was trained for preset {ck.get('preset')!r}, not {preset!r}")
+    model_preset = ck.get("model_preset") or ck.get("preset", preset)
+    if model_preset != preset:
+        raise CacheError(f"{path}: teacher {name!r} has the {model_preset!r} model shapes, not {preset!r}")
     model = build_model(arch, num_classes, preset, **dict(ck.get("model_overrides", {})))
     model.load_state_dict(state)
     model.eval()

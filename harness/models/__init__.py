@@ -47,8 +47,9 @@ MODEL_PRESETS: dict[str, ModelPreset] = {
     # the default: minutes on a laptop CPU. conv4: AlexNet 7x7, VGG 8x8, PredNet 8x8.
     "tiny": ModelPreset(
         input_size=64,
-        alexnet=AlexNetConfig(width=0.25, hidden=512, conv1_stride=2, conv1_padding=5, pool_size=3),
-        vgg19_teacher=VGGConfig(width=0.125, conv1_kernel=7, hidden=256, pool_size=1),
+        alexnet=AlexNetConfig(width=0.25, hidden=512, conv1_stride=2, conv1_padding=5, pool_size=1,
+                              batch_norm=True),
+        vgg19_teacher=VGGConfig(width=0.125, conv1_kernel=7, hidden=256, pool_size=1, batch_norm=True),
         prednet=PredNetConfig(stack=(3, 8, 16, 32), r_stack=(3, 8, 16, 32), clip_length=6),
     ),
     # the paper's shapes: torchvision AlexNet, VGG-19 modified per Sec. 4.1, Lotter's PredNet.

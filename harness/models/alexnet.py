@@ -27,6 +27,10 @@ class AlexNetConfig:
     conv1_padding: int = 2
     pool_size: int = 6
     dropout: float = 0.5
+    # BatchNorm after every conv. Off in the paper preset (torchvision's keys); on in tiny:
+    # from scratch without it the student stays on the ln(C) loss plateau for the whole CPU
+    # budget (docs/MODELS.md). With it, the feature indices shift like torchvision's *_bn.
+    batch_norm: bool = False
 
 
 @register_model("alexnet")
@@ -48,21 +52,16 @@ class AlexNet(Backbone):
         c = [scaled(n, config.width) for n in (64, 192, 384, 256, 256)]
         # ReLUs are not in place: conv4's activation is returned to the caller and must
         # not be overwritten by later layers.
-        self.features = nn.Sequential(
-            nn.Conv2d(3, c[0], 11, stride=config.conv1_stride, padding=config.conv1_padding),
-            nn.ReLU(),
-            nn.MaxPool2d(3, 2),
-            nn.Conv2d(c[0], c[1], 5, padding=2),
-            nn.ReLU(),
-            nn.MaxPool2d(3, 2),
-            nn.Conv2d(c[1], c[2], 3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(c[2], c[3], 3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(c[3], c[4], 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(3, 2),
-        )
+        def conv(cin: int, cout: int, k: int, stride: int = 1, padding: int = 0) -> list[nn.Module]:
+            bn = [nn.BatchNorm2d(cout)] if config.batch_norm else []
+            return [nn.Conv2d(cin, cout, k, stride=stride, padding=padding), *bn, nn.ReLU()]
+
+        layers = [*conv(3, c[0], 11, config.conv1_stride, config.conv1_padding), nn.MaxPool2d(3, 2),
+                  *conv(c[0], c[1], 5, padding=2), nn.MaxPool2d(3, 2),
+                  *conv(c[1], c[2], 3, padding=1), *conv(c[2], c[3], 3, padding=1)]
+        self._conv4_end = len(layers)        # features[:_conv4_end] ends with conv4's ReLU
+        layers += [*conv(c[3], c[4], 3, padding=1), nn.MaxPool2d(3, 2)]
+        self.features = nn.Sequential(*layers)
         self.avgpool = nn.AdaptiveAvgPool2d((config.pool_size, config.pool_size))
         self.classifier = nn.Sequential(
             nn.Dropout(config.dropout),
@@ -79,8 +78,8 @@ class AlexNet(Backbone):
 
     def forward_features(self, x: torch.Tensor) -> ModelOutput:
         self._check_image_input(x)
-        conv4 = self.features[:10](x)
-        h = self.avgpool(self.features[10:](conv4))
+        conv4 = self.features[:self._conv4_end](x)
+        h = self.avgpool(self.features[self._conv4_end:](conv4))
         embedding = self.classifier[:6](torch.flatten(h, 1))
         return ModelOutput(self.classifier[6](embedding), conv4, embedding)
 

@@ -168,6 +168,13 @@ class PredNet(Backbone):
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 nn.init.xavier_uniform_(m.weight)
                 nn.init.zeros_(m.bias)
+        # Forget-gate bias 1 (Gers et al. 2000; Jozefowicz et al. 2015): the cell starts out
+        # keeping its state, so the last frame held in R survives to the next prediction.
+        # On the tiny preset this is what lets frame prediction approach copy-last within a
+        # minute of training (docs/PRETEXT.md).
+        with torch.no_grad():
+            for cell in self.cells:
+                cell.conv.bias[cell.hidden:2 * cell.hidden] = 1.0
 
     def _check_clip(self, clip: torch.Tensor) -> None:
         if clip.dim() != 5 or clip.shape[2] != 3:

@@ -29,6 +29,9 @@ class VGGConfig:
     hidden: int = 4096
     pool_size: int = 7
     dropout: float = 0.5
+    # BatchNorm after every conv, laid out as torchvision's vgg19_bn (conv, bn, relu). Off in
+    # the paper preset; on in tiny, where the plain VGG stays on the ln(C) plateau (MODELS.md).
+    batch_norm: bool = False
 
 
 BLOCK_DEPTHS = (2, 2, 4, 4, 4)
@@ -57,8 +60,11 @@ class VGGTeacher(Backbone):
         for block, (depth, out_ch) in enumerate(zip(BLOCK_DEPTHS, widths)):
             for i in range(depth):
                 k = config.conv1_kernel if (block == 0 and i == 0) else 3
-                layers += [nn.Conv2d(in_ch, out_ch, k, padding=k // 2), nn.ReLU()]
+                bn = [nn.BatchNorm2d(out_ch)] if config.batch_norm else []
+                layers += [nn.Conv2d(in_ch, out_ch, k, padding=k // 2), *bn, nn.ReLU()]
                 in_ch = out_ch
+            if block == 3:
+                self._conv4_end = len(layers)   # features[:_conv4_end] ends with conv4's ReLU
             layers.append(nn.MaxPool2d(2, 2))
         self.features = nn.Sequential(*layers)
         self.avgpool = nn.AdaptiveAvgPool2d((config.pool_size, config.pool_size))
@@ -71,9 +77,6 @@ class VGGTeacher(Backbone):
             nn.Dropout(config.dropout),
             nn.Linear(config.hidden, num_classes),
         )
-        # one past the ReLU of block 4's last conv (24 conv/ReLU modules + 3 pools = 27), so
-        # features[:27] ends at conv4
-        self._conv4_end = 2 * sum(BLOCK_DEPTHS[:4]) + 3
         self.conv4_channels = widths[3]
         self.embedding_dim = config.hidden
         self.clip_length = 1

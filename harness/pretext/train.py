@@ -133,7 +133,7 @@ def weights_sha256(state_dict: Mapping[str, torch.Tensor]) -> str:
     for key in sorted(state_dict):
         t = state_dict[key].detach().cpu().contiguous()
         h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
 
 
