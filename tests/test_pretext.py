@@ -13,9 +13,10 @@ import pytest
 import torch
 
 from harness.pretext import PRETEXT_TASKS, PretextError, get_task
-from harness.pretext.base import (angle_class, channel_split, high_motion_start, order_class, order_classes)
+from harness.pretext.base import (EmbeddingNorm, angle_class, channel_split, high_motion_start, motion_box,
+                                  order_class, order_classes, spaced_indices)
 from harness.pretext.oddoneout import misordered_permutation
-from harness.pretext.pose import displacement_class
+from harness.pretext.pose import SYMMETRIES, apply_symmetry, displacement_class, moved
 from harness.pretext.tracker import seed_box, track
 from harness.pretext.track import triplet_step
 
@@ -130,6 +131,70 @@ def test_high_motion_window_is_chosen():
         high_motion_start(v[:5], 6, np.random.default_rng(0))
 
 
+def test_spaced_indices_respect_the_gap_and_are_uniform_over_valid_sets():
+    rng = np.random.default_rng(0)
+    # oracle: every 4-subset of range(12) whose consecutive members are >= 3 apart, by brute force
+    valid = [c for c in itertools.combinations(range(12), 4) if min(np.diff(c)) >= 3]
+    counts = dict.fromkeys(valid, 0)
+    n = 200 * len(valid)
+    for _ in range(n):
+        idx = spaced_indices(12, 4, 3, rng)
+        counts[tuple(int(i) for i in idx)] += 1  # KeyError if a drawn set is not valid
+    expected = n / len(valid)
+    chi2 = sum((c - expected) ** 2 / expected for c in counts.values())
+    assert chi2 < len(valid) + 5 * math.sqrt(2 * len(valid))  # uniform (df = 34; 5 sigma)
+    assert np.array_equal(spaced_indices(10, 4, 3, rng), [0, 3, 6, 9])  # the only set that fits
+    with pytest.raises(PretextError, match="4 frames at least 4 apart do not fit in a window of 12"):
+        spaced_indices(12, 4, 4, rng)
+
+
+def test_motion_box_matches_a_brute_force_search():
+    rng = np.random.default_rng(1)
+    v = np.full((5, 40, 48, 3), 60, np.uint8)
+    v += rng.integers(0, 3, size=v.shape).astype(np.uint8)  # faint noise everywhere
+    for i in range(5):
+        v[i, 22:30, 5 + 3 * i:13 + 3 * i] = 230  # the mover, in rows 22..29
+    y, x = motion_box(v, 16)
+    f = v.astype(float)
+    change = sum(np.abs(f[i + 1] - f[i]).mean(-1) for i in range(4))
+    energy = np.array([[change[a:a + 16, b:b + 16].sum() for b in range(48 - 15)] for a in range(40 - 15)])
+    assert (y, x) == np.unravel_index(np.argmax(energy), energy.shape)
+    assert y <= 22 and y + 16 >= 30  # the box holds the mover's rows
+    with pytest.raises(PretextError, match="crop of 41 px does not fit frames of 40x48"):
+        motion_box(v, 41)
+
+
+def test_sort_min_gap_and_motion_crop():
+    t = task("sort", window=16, min_gap=4, channel_split=False)
+    batch = t.sample([indexed_video(32)], 64, np.random.default_rng(5))
+    ids = np.sort(frame_ids(batch["frames"]), axis=1)
+    assert np.all(np.diff(ids, axis=1) >= 4) and np.all(ids[:, -1] - ids[:, 0] < 16)
+    assert np.array_equal(np.sort(batch["frame_index"], axis=1), ids)
+    with pytest.raises(PretextError, match="window >= "):
+        task("sort", window=9, min_gap=3)
+    # crop: motion only inside rows 4..19, cols 20..35 of a 48 px video
+    v = np.full((20, 48, 48, 3), 40, np.uint8)
+    for i in range(20):
+        v[i, 8:14, 20 + i % 10:26 + i % 10] = 220
+    t = task("sort", window=12, min_gap=3, crop=24, channel_split=False)
+    batch = t.sample([v], 8, np.random.default_rng(0))
+    assert batch["frames"].shape == (8, 4, 24, 24, 3)
+    for clip, order in zip(batch["frames"], batch["frame_index"]):
+        # the crop is a window of the shown frames that contains the whole moving square in each
+        found = [(y, x) for y in range(25) for x in range(25)
+                 if all(np.array_equal(clip[j], v[f, y:y + 24, x:x + 24]) for j, f in enumerate(order))]
+        assert found and all(y <= 8 and y + 24 >= 14 for y, _ in found)
+        assert all((clip[j, ..., 0] == 220).sum() == 36 for j in range(4))
+
+
+def test_embedding_norm_without_running_stats_standardises_over_the_batch_in_eval():
+    x = torch.randn(10, 6, generator=torch.Generator().manual_seed(0)) * 3 + 1
+    norm = EmbeddingNorm(6, affine=False, running=False).eval()
+    oracle = (x - x.mean(0)) / torch.sqrt(x.var(0, unbiased=False) + 1e-5)
+    assert torch.allclose(norm(x), oracle, atol=1e-5)
+    assert len(list(norm.buffers())) == 0
+
+
 # ---- motion ----------------------------------------------------------------------------------
 
 def test_motion_pairs_respect_k1_k2_and_are_balanced():
@@ -162,6 +227,30 @@ def test_shuffle_positives_in_order_negatives_not():
     assert np.all((neg[:, 1] < neg[:, 0]) | (neg[:, 1] > neg[:, 2]))
     assert np.any(neg[:, 1] < neg[:, 0]) and np.any(neg[:, 1] > neg[:, 2])
     assert np.all(ids.max(1) - ids.min(1) < 10)
+
+
+def test_shuffle_min_gap_and_conv4_head():
+    t = task("shuffle", window=21, min_gap=5)
+    batch = t.sample([indexed_video(32)], 64, np.random.default_rng(4))
+    ids = frame_ids(batch["frames"])
+    pos = batch["target"] == 1
+    # positives b < c < d and negatives' outside frame are >= 5 frames from their neighbours
+    assert np.all(np.diff(ids[pos], axis=1) >= 5)
+    neg = ids[~pos]
+    assert np.all((neg[:, 0] - neg[:, 1] >= 5) | (neg[:, 1] - neg[:, 2] >= 5))
+    # crop: every shown frame is the same 16 px box of its source frame, around the mover
+    v = indexed_video(32, size=48)
+    t = task("shuffle", window=12, min_gap=2, crop=16)
+    batch = t.sample([v], 8, np.random.default_rng(1))
+    assert batch["frames"].shape == (8, 3, 16, 16, 3)
+    for clip, idx in zip(batch["frames"], batch["frame_index"]):
+        boxes = [(y, x) for y in range(33) for x in range(33)
+                 if all(np.array_equal(c, v[i, y:y + 16, x:x + 16]) for c, i in zip(clip, idx))]
+        assert boxes and all(y <= 10 and y + 16 >= 16 for y, _ in boxes)  # holds the square's rows 10..15
+    with pytest.raises(PretextError, match="window >= 4 \\* min_gap \\+ 1"):
+        task("shuffle", window=20, min_gap=5)
+    with pytest.raises(PretextError, match="fusion must be"):
+        task("shuffle", fusion="late")
 
 
 # ---- odd-one-out -----------------------------------------------------------------------------
@@ -212,7 +301,7 @@ def test_angle_and_displacement_classes():
 
 @pytest.mark.parametrize("dy,dx,label", [(0, 1, 1), (1, 0, 3), (0, -1, 5), (-1, 0, 7), (1, 1, 2), (0, 0, 0)])
 def test_pose_labels_match_the_known_displacement(dy, dx, label):
-    t = task("pose", k=3, patch=8, context=24, static_threshold=1.5)
+    t = task("pose", k=3, patch=8, context=24, static_threshold=1.5, balance=False)
     video = square_video(t=10, size=48, dy=dy, dx=dx, y0=18, x0=18)
     if dy == dx == 0:  # still square, a flicker elsewhere so there is some frame difference
         video[::2, 40:44, 40:44] = 200
@@ -220,6 +309,53 @@ def test_pose_labels_match_the_known_displacement(dy, dx, label):
     assert np.all(batch["target"] == label), (batch["target"], batch["displacement"])
     if label:
         assert np.all(np.abs(batch["displacement"] - 3 * np.array([dy, dx])) <= 1)
+
+
+def test_square_symmetries_move_the_displacement_as_the_frames():
+    video = square_video(t=4, size=40, dy=1, dx=2, y0=10, x0=8, side=8)
+    pair = video[[0, 3]]
+    for sym in SYMMETRIES:
+        out, dy, dx = apply_symmetry(pair, 3, 6, sym)
+        # oracle: where the bright textured square is in each transformed frame
+        cy0, cx0 = np.argwhere(out[0, ..., 0] != 30).mean(0)
+        cy1, cx1 = np.argwhere(out[1, ..., 0] != 30).mean(0)
+        assert (dy, dx) == pytest.approx((cy1 - cy0, cx1 - cx0)) and (dy, dx) == moved(3, 6, sym)
+    assert len({moved(3, 6, s) for s in SYMMETRIES}) == 8
+
+
+def test_pose_balanced_classes_and_labels_match_the_shown_motion():
+    t = task("pose", k=3, patch=8, context=24, static_threshold=1.5, max_tries=20)
+    # one video moves right, one down-right, one is still (flicker off the context): balance
+    # must come from the symmetries (directions) and from the retries (the kind)
+    still = square_video(t=10, size=48, dy=0, dx=0, y0=18, x0=18)
+    still[::2, 44:48, 44:48] = 200
+    videos = [square_video(t=10, size=48, dy=0, dx=1, y0=18, x0=10),
+              square_video(t=10, size=48, dy=1, dx=1, y0=10, x0=10), still]
+    batch = t.sample(videos, 270, np.random.default_rng(0))
+    counts = np.bincount(batch["target"], minlength=9)
+    assert counts.min() >= 15 and counts.max() <= 50, counts  # 30 expected per class
+    assert all(displacement_class(dy, dx, 1.5) == c for (dy, dx), c in zip(batch["displacement"], batch["target"]))
+    for (a, b), (dy, dx) in zip(batch["frames"][:40], batch["displacement"][:40]):
+        mask_a, mask_b = a[..., 0] > 100, b[..., 0] > 100
+        if mask_a.sum() == mask_b.sum() == 100:  # the whole square is in both views
+            shift = np.argwhere(mask_b).mean(0) - np.argwhere(mask_a).mean(0)
+            assert np.abs(shift - (dy, dx)).max() <= 1
+
+
+def test_track_turns_backbone_dropout_off_without_touching_the_weights():
+    from harness.models import build_model
+
+    model = build_model("vgg19_teacher", 1, "smoke")
+    keys = {k: v.shape for k, v in model.state_dict().items()}
+    drops = [m for m in model.modules() if isinstance(m, torch.nn.Dropout)]
+    assert drops and all(m.p == 0.5 for m in drops)
+    task("track").bind_model(model)
+    assert all(m.p == 0.0 for m in drops)
+    assert {k: v.shape for k, v in model.state_dict().items()} == keys
+    # train mode: the same patch now gives the same embedding twice (dropout would differ)
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    model.train()
+    assert torch.equal(model.forward_features(x).embedding, model.forward_features(x).embedding)
 
 
 def test_triplet_step_matches_a_naive_loop():
@@ -352,6 +488,18 @@ def test_pretrain_writes_checkpoint_metrics_and_log_and_resumes(unlabeled_root, 
     with pytest.raises(train.PretrainError, match="another config"):
         train.pretrain("motion", "smoke", seed=3, data_root=unlabeled_root, out_dir=tmp_path / "full",
                        overrides={**ov, "lr": "0.5"}, progress=False)
+
+
+def test_weights_sha256_matches_hashlib_and_takes_0_dim_tensors():
+    import hashlib
+
+    from harness.pretext import train
+
+    sd = {"b.weight": torch.arange(6, dtype=torch.float32).view(2, 3), "a.num_batches_tracked": torch.tensor(7)}
+    h = hashlib.sha256()
+    h.update(b"a.num_batches_tracked|torch.int64|()|" + np.int64(7).tobytes())
+    h.update(b"b.weight|torch.float32|(2, 3)|" + np.arange(6, dtype=np.float32).tobytes())
+    assert train.weights_sha256(sd) == h.hexdigest()
 
 
 def test_pretrain_bad_inputs_give_one_line_errors(tmp_path):

@@ -160,6 +160,40 @@ def high_motion_start(frames: np.ndarray, span: int, rng: np.random.Generator,
     return int(rng.choice(candidates))
 
 
+def spaced_indices(window: int, n: int, min_gap: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` sorted frame offsets in ``[0, window)``, consecutive ones at least ``min_gap`` apart.
+
+    Uniform over every such set: draw ``n`` sorted distinct offsets from the
+    ``window - (n - 1) (min_gap - 1)`` slots, then spread the i-th by ``i (min_gap - 1)``.
+    Why: frames one step apart barely differ on slow videos, so their order is not visible.
+    """
+    slots = window - (n - 1) * (min_gap - 1)
+    if min_gap < 1 or slots < n:
+        raise PretextError(f"{n} frames at least {min_gap} apart do not fit in a window of {window}")
+    return np.sort(rng.choice(slots, size=n, replace=False)) + (min_gap - 1) * np.arange(n)
+
+
+def motion_box(frames: np.ndarray, size: int, rng: np.random.Generator | None = None, top_k: int = 1) -> tuple[int, int]:
+    """Top-left (y, x) of the ``size`` x ``size`` box with the most change across ``frames``.
+
+    Change = summed mean absolute difference of consecutive frames (in the given order, so pass
+    them in temporal order). With ``rng`` and ``top_k > 1`` the box is drawn among the ``top_k``
+    best. OPN crops its tuples where motion is large; on small frames with small objects this
+    keeps the moving object large in the crop instead of a few pixels of a full frame.
+    """
+    from harness.pretext.tracker import box_sums
+
+    frames = np.asarray(frames)
+    h, w = frames.shape[1:3]
+    if size > min(h, w):
+        raise PretextError(f"crop of {size} px does not fit frames of {h}x{w}")
+    change = np.abs(np.diff(frames.astype(np.float32), axis=0)).mean(axis=-1).sum(axis=0)
+    energy = box_sums(change, size).ravel()
+    k = min(max(top_k, 1), energy.size)
+    best = int(np.argmax(energy)) if rng is None or k == 1 else int(rng.choice(np.argpartition(-energy, k - 1)[:k]))
+    return divmod(best, w - size + 1)
+
+
 def pick_videos(videos: Sequence[np.ndarray], n: int, min_frames: int, rng: np.random.Generator) -> list[int]:
     """``n`` indices (with replacement) of videos with at least ``min_frames`` frames."""
     ok = [i for i, v in enumerate(videos) if len(v) >= min_frames]
@@ -258,7 +292,8 @@ class MLPHead(nn.Module):
 
 
 class EmbeddingNorm(nn.Module):
-    """BatchNorm over the D features of embeddings shaped ``(..., D)`` (running stats in eval).
+    """BatchNorm over the D features of embeddings shaped ``(..., D)`` (running stats in eval
+    unless ``running=False``).
 
     Why: freshly initialised backbones (torchvision-style fc init, std 0.01) give embeddings
     of ~1e-4 that barely vary across inputs, so a head on the raw vector sees a constant and
@@ -266,9 +301,11 @@ class EmbeddingNorm(nn.Module):
     head and for the gradient sent back into the backbone.
     """
 
-    def __init__(self, dim: int, affine: bool = True):
+    def __init__(self, dim: int, affine: bool = True, running: bool = True):
         super().__init__()
-        self.bn = nn.BatchNorm1d(dim, affine=affine)
+        # running=False: batch statistics in eval mode too (no buffers), so a metric measured at
+        # initialisation and one measured after training compare the same kind of embedding
+        self.bn = nn.BatchNorm1d(dim, affine=affine, track_running_stats=running)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.bn(x.reshape(-1, x.shape[-1])).view(x.shape)

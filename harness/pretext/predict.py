@@ -29,7 +29,7 @@ class PredictTask(PretextTask):
     higher_is_better = False
     chance_note = "MSE of the copy-last-frame baseline (frame t predicted as frame t-1) on the same clips"
 
-    train_presets = {"tiny": {"epochs": 5, "iters_per_epoch": 20, "batch_size": 8}}
+    train_presets = {"tiny": {"epochs": 5, "iters_per_epoch": 60, "batch_size": 8, "lr": 1e-3}}
 
     @dataclasses.dataclass(frozen=True)
     class Knobs:

@@ -6,16 +6,23 @@ import dataclasses
 
 import numpy as np
 
-from harness.pretext.base import (SiameseHead, PretextError, PretextTask, classification_step, embed,
-                                  high_motion_start, pick_videos, register, targets, to_input)
+from torch import nn
+
+from harness.pretext.base import (ConvFusion, SiameseHead, PretextError, PretextTask, classification_step, conv4_maps,
+                                  embed, high_motion_start, motion_box, pick_videos, register, spaced_indices, targets, to_input)
 
 
 @register
 class ShuffleTask(PretextTask):
     """Five frames a < b < c < d < e from a high-motion window; the tuple (b, c, d) is positive
     (target 1), (b, a, d) or (b, e, d) negative (target 0): the ends stay fixed, the middle frame
-    comes from outside. Half of each batch is positive. The three embeddings are concatenated
-    and classified (Misra et al. concatenate fc7 of a triplet siamese AlexNet).
+    comes from outside. Half of each batch is positive. Consecutive frames of a < ... < e are at
+    least ``min_gap`` apart so that an out-of-place middle frame differs visibly.
+
+    Head: ``fusion="conv4"`` stacks the three conv4 maps (in tuple order) and fuses them with
+    :class:`~harness.pretext.base.ConvFusion` (whether the middle object lies between the two
+    others is a question about positions, which the pooled embedding no longer holds);
+    ``fusion="embedding"`` concatenates the three embeddings as Misra et al. do with fc7.
     """
 
     name = "shuffle"
@@ -24,18 +31,26 @@ class ShuffleTask(PretextTask):
     chance_note = "0.5: balanced ordered/shuffled tuples"
     num_outputs = 2
 
-    train_presets = {"tiny": {"epochs": 5, "iters_per_epoch": 100}}
+    train_presets = {"tiny": {"epochs": 5, "iters_per_epoch": 160}}
+    knob_presets = {"smoke": {"window": 12, "min_gap": 1, "crop": 0}}
 
     @dataclasses.dataclass(frozen=True)
     class Knobs:
-        window: int = 12          # frames in the high-motion window the 5 frames come from
+        window: int = 20          # frames in the high-motion window the 5 frames come from
+        min_gap: int = 4          # consecutive frames of a < b < c < d < e are at least min_gap apart
         top_fraction: float = 0.5
+        crop: int = 40            # > 0: frames cropped to the crop x crop box with the most motion over a..e
+        fusion: str = "conv4"     # "conv4": ConvFusion on the 3 stacked conv4 maps; "embedding": fc on [e1; e2; e3]
         hidden: int = 128
         dropout: float = 0.0
 
     def check_knobs(self) -> None:
-        if self.knobs.window < 5:
-            raise PretextError(f"shuffle: window must hold 5 frames, got window={self.knobs.window}")
+        k = self.knobs
+        if k.min_gap < 1 or k.window < 4 * k.min_gap + 1:
+            raise PretextError(f"shuffle: the window must hold 5 frames min_gap apart (window >= 4 * min_gap + 1), "
+                               f"got window={k.window} min_gap={k.min_gap}")
+        if k.fusion not in ("conv4", "embedding"):
+            raise PretextError(f"shuffle: fusion must be 'conv4' or 'embedding', got {k.fusion!r}")
 
     def min_frames(self) -> int:
         return self.knobs.window
@@ -52,20 +67,28 @@ class ShuffleTask(PretextTask):
         for vi, pos in zip(picks, positive):
             v = videos[vi]
             start = high_motion_start(v, k.window, rng, k.top_fraction)
-            a, b, c, d, e = start + np.sort(rng.choice(k.window, size=5, replace=False))
+            a, b, c, d, e = start + spaced_indices(k.window, 5, k.min_gap, rng)
             if pos:
                 tup = (b, c, d)
             else:
                 tup = (b, a, d) if rng.random() < 0.5 else (b, e, d)
-            frames.append(v[list(tup)])
+            if k.crop:
+                y, x = motion_box(v[[a, b, c, d, e]], k.crop, rng, top_k=3)
+                frames.append(v[list(tup), y:y + k.crop, x:x + k.crop])
+            else:
+                frames.append(v[list(tup)])
             index.append(tup)
         return {"frames": np.stack(frames), "target": positive.astype(np.int64), "frame_index": np.array(index)}
 
     def build_head(self, embedding_dim):
-        return SiameseHead(embedding_dim, 3, self.knobs.hidden, 2, self.knobs.dropout)
+        if self.knobs.fusion == "embedding":
+            return SiameseHead(embedding_dim, 3, self.knobs.hidden, 2, self.knobs.dropout)
+        return nn.Sequential(ConvFusion(self.conv4_channels, 3, self.knobs.hidden), nn.Linear(self.knobs.hidden, 2))
 
     def step(self, backbone, head, batch, device="cpu"):
         frames = batch["frames"]
         b = frames.shape[0]
-        emb = embed(backbone, to_input(frames, self.input_size, device)).view(b, 3, -1)
-        return classification_step(head(emb), targets(batch, device))
+        x = to_input(frames, self.input_size, device)
+        if self.knobs.fusion == "embedding":
+            return classification_step(head(embed(backbone, x).view(b, 3, -1)), targets(batch, device))
+        return classification_step(head(conv4_maps(backbone, x, 3)), targets(batch, device))

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from harness.pretext.base import (ConvFusion, EmbeddingNorm, MLPHead, conv4_maps, PretextError, PretextTask, channel_split, classification_step, embed,
-                                  high_motion_start, order_class, order_classes, pick_videos, register, targets,
+                                  high_motion_start, motion_box, order_class, order_classes, pick_videos, register, spaced_indices, targets,
                                   to_input)
 
 
@@ -62,8 +62,10 @@ class PairwiseConvOrderHead(nn.Module):
 class SortTask(PretextTask):
     """OPN: ``n_frames`` frames from a high-motion window, shown shuffled; predict the order class.
 
-    A permutation and its reverse share a class (n!/2 = 12 classes for 4 frames). Each frame
-    keeps one random colour channel (channel splitting).
+    A permutation and its reverse share a class (n!/2 = 12 classes for 4 frames). The tuple's
+    frames are at least ``min_gap`` apart in the window (order must be visible), all cropped to
+    the ``crop`` x ``crop`` box with the most motion across them (OPN's motion-aware patch
+    selection; 0 = whole frames), and each keeps one random colour channel (channel splitting).
     """
 
     name = "sort"
@@ -72,12 +74,15 @@ class SortTask(PretextTask):
     chance_note = "uniform guess over the n!/2 order classes (classes are drawn uniformly)"
 
     train_presets = {"tiny": {"epochs": 5, "iters_per_epoch": 50}}
+    knob_presets = {"smoke": {"window": 10, "min_gap": 1, "crop": 0}}
 
     @dataclasses.dataclass(frozen=True)
     class Knobs:
         n_frames: int = 4
-        window: int = 10          # frames in the high-motion window the tuple is drawn from
+        window: int = 16          # frames in the high-motion window the tuple is drawn from
+        min_gap: int = 4          # frames between consecutive tuple frames: at least min_gap
         top_fraction: float = 0.5  # share of windows (by motion) eligible
+        crop: int = 40            # > 0: every frame cropped to the crop x crop box with the most motion (OPN)
         channel_split: bool = True
         fusion: str = "conv4"     # "conv4": pairs fused on conv4 maps; "embedding": fc on [e_i; e_j]
         pair_dim: int = 64
@@ -86,8 +91,9 @@ class SortTask(PretextTask):
 
     def check_knobs(self) -> None:
         k = self.knobs
-        if k.n_frames < 3 or k.window < k.n_frames:
-            raise PretextError(f"sort: need 3 <= n_frames <= window, got n_frames={k.n_frames} window={k.window}")
+        if k.n_frames < 3 or k.min_gap < 1 or k.window < (k.n_frames - 1) * k.min_gap + 1:
+            raise PretextError(f"sort: need n_frames >= 3, min_gap >= 1 and window >= (n_frames - 1) * min_gap + 1, "
+                               f"got n_frames={k.n_frames} min_gap={k.min_gap} window={k.window}")
         if k.fusion not in ("conv4", "embedding"):
             raise PretextError(f"sort: fusion must be 'conv4' or 'embedding', got {k.fusion!r}")
         self.classes = order_classes(k.n_frames)
@@ -103,12 +109,16 @@ class SortTask(PretextTask):
         for vi in picks:
             v = videos[vi]
             start = high_motion_start(v, k.window, rng, k.top_fraction)
-            idx = start + np.sort(rng.choice(k.window, size=k.n_frames, replace=False))
+            idx = start + spaced_indices(k.window, k.n_frames, k.min_gap, rng)
             cls = int(rng.integers(0, self.num_outputs))
             perm = np.array(self.classes[cls])
             if rng.random() < 0.5:  # the reverse shows the same class
                 perm = perm[::-1].copy()
-            clip = v[idx[perm]]
+            if k.crop:
+                y, x = motion_box(v[idx], k.crop, rng, top_k=3)
+                clip = v[idx[perm], y:y + k.crop, x:x + k.crop]
+            else:
+                clip = v[idx[perm]]
             if k.channel_split:
                 clip, _ = channel_split(clip, rng)
             frames.append(clip)

@@ -19,7 +19,7 @@ class TrackTask(PretextTask):
     """Query patch at frame t (seeded where frames change), positive = the same patch tracked
     ``k`` frames on (:mod:`harness.pretext.tracker`), negatives = every other item's patches in
     the batch. Distance D = 1 - cos on the backbone embeddings, each feature standardised
-    by a parameter-free batch norm (running statistics at evaluation). Loss: per query
+    over the batch by a parameter-free batch norm (batch statistics at evaluation too). Loss: per query
     the mean over its ``hard_negatives`` closest negatives of max(0, D(q, p) - D(q, n) + margin).
 
     Metric: the fraction of (query, negative) pairs with D(q, p) < D(q, n), over all in-batch
@@ -33,7 +33,7 @@ class TrackTask(PretextTask):
                    "D(q,p) and D(q,n) are exchangeable, so each pair is ranked right with probability 1/2")
     metric_name = "triplet ranking accuracy"
 
-    train_presets = {"tiny": {"epochs": 5, "iters_per_epoch": 100}}
+    train_presets = {"tiny": {"epochs": 5, "iters_per_epoch": 60}}
 
     @dataclasses.dataclass(frozen=True)
     class Knobs:
@@ -43,13 +43,28 @@ class TrackTask(PretextTask):
         seed_top_k: int = 5      # seed drawn among the 5 boxes with most frame change
         margin: float = 0.5
         hard_negatives: int = 4  # per query, the closest negatives used in the loss (Wang & Gupta: top-K)
+        backbone_dropout: float = 0.0  # p of the backbone's Dropout layers while pretraining (see bind_model)
 
     knob_presets = {"smoke": {"patch": 16, "k": 3}}
 
     def check_knobs(self) -> None:
         k = self.knobs
-        if k.k < 1 or k.patch < 4 or k.radius < 1 or k.hard_negatives < 1:
-            raise PretextError(f"track: need k >= 1, patch >= 4, radius >= 1, hard_negatives >= 1; got {k}")
+        if k.k < 1 or k.patch < 4 or k.radius < 1 or k.hard_negatives < 1 or not 0 <= k.backbone_dropout < 1:
+            raise PretextError(f"track: need k >= 1, patch >= 4, radius >= 1, hard_negatives >= 1, "
+                               f"0 <= backbone_dropout < 1; got {k}")
+
+    def bind_model(self, model):
+        """Set the backbone's dropout to ``backbone_dropout`` for pretraining.
+
+        The embedding is fc7, behind dropout on fc6: with p = 0.5 the query and its positive go
+        through two different random thinnings of the network, and their distance is mostly that
+        noise. Dropout layers hold no weights, so the checkpoint is unchanged and fine-tuning
+        rebuilds the model with its preset's dropout.
+        """
+        super().bind_model(model)
+        for m in model.modules():
+            if isinstance(m, nn.Dropout):
+                m.p = self.knobs.backbone_dropout
 
     def min_frames(self) -> int:
         return self.knobs.k + 2
@@ -73,7 +88,7 @@ class TrackTask(PretextTask):
     def build_head(self, embedding_dim):
         # no learned head: a parameter-free standardisation of each embedding feature (see
         # EmbeddingNorm), so the cosine is not swamped by the large shared mean of fresh ReLU features
-        return EmbeddingNorm(embedding_dim, affine=False)
+        return EmbeddingNorm(embedding_dim, affine=False, running=False)
 
     def chance(self, stats):
         return 0.5
