@@ -173,7 +173,7 @@ def cache_teachers(preset, seed, fmt, store, views, teachers, data_root, info_pa
     from harness import pipeline
     from harness.cache.teachers import cache_teachers as run_cache
 
-    root = pipeline.ensure_data(preset, data_root, seed)
+    root = pipeline.ensure_data(preset, data_root)
     if teachers:
         ckpts = {}
         for spec in teachers:

@@ -15,7 +15,7 @@ from harness.cache.teachers import TEACHER_TASKS, cache_teachers, default_store_
 from harness.errors import HarnessError
 
 
-def ensure_data(preset: str, data_root: str | os.PathLike | None = None, seed: int = 0) -> Path:
+def ensure_data(preset: str, data_root: str | os.PathLike | None = None) -> Path:
     """The dataset root: ``data_root`` if given, else the synthetic set of smoke/tiny
     (generated on first use, regenerated if stale)."""
     if data_root is not None:
@@ -24,7 +24,7 @@ def ensure_data(preset: str, data_root: str | os.PathLike | None = None, seed: i
         raise HarnessError("preset 'paper' reads a real dataset: pass --data-root DIR")
     from harness.data.synth import ensure_generated
 
-    return ensure_generated(preset, seed=0)
+    return ensure_generated(preset)
 
 
 def teacher_checkpoints(preset: str, seed: int = 0, data_root: str | os.PathLike | None = None,

@@ -76,11 +76,9 @@ def task_config(task_name: str, preset: str, overrides: Mapping[str, Any] | None
 
 
 def default_out_dir(task_name: str, preset: str, seed: int) -> Path:
-    return Path("runs") / "pretrain" / preset / task_name / f"seed{seed}"
+    from harness.runs import runs_root
 
-
-def default_data_root(preset: str) -> Path:
-    return Path("data") / f"synth-{preset}"
+    return runs_root() / "pretrain" / preset / task_name / f"seed{seed}"
 
 
 def ensure_data(data_root: str | os.PathLike | None, preset: str) -> Path:
@@ -92,12 +90,9 @@ def ensure_data(data_root: str | os.PathLike | None, preset: str) -> Path:
         return root
     if preset == "paper":
         raise PretrainError("--data-root is required for preset 'paper' (a folder with unlabeled.txt)")
-    root = default_data_root(preset)
-    if not (root / "synth.json").is_file():
-        from harness.data.synth import SYNTH_PRESETS, generate
+    from harness.data.synth import ensure_generated
 
-        generate(root, resolve(SYNTH_PRESETS, preset), seed=0)
-    return root
+    return ensure_generated(preset)
 
 
 def decode_unlabeled(root: Path, decode_size: int = 0, max_videos: int = 0,

@@ -62,7 +62,7 @@ def table1(preset: str, seed: int = 0, data_root: str | os.PathLike | None = Non
     from harness import pipeline
     from harness.finetune import finetune, finetune_pretext
 
-    root = pipeline.ensure_data(preset, data_root, seed)
+    root = pipeline.ensure_data(preset, data_root)
     rows = []
     for key, label, (kind, *what), note in TABLE1_ROWS:
         if kind == "finetune":
