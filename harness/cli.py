@@ -89,7 +89,7 @@ def data_synth(root, preset, seed, force, quiet):
 @click.option("--data-root", type=click.Path(file_okay=False), default=None,
               help="Folder with unlabeled.txt (default for smoke/tiny: data/synth-<preset>, generated if missing).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
-              help="Run folder (default: runs/pretrain/<preset>/<task>/seed<seed>).")
+              help="Run folder (default: runs/pretrain/<preset>/<task>-seed<S>-<config fingerprint>).")
 @set_option
 def pretrain(task, preset, seed, data_root, out_dir, overrides):
     """Self-supervised pretraining of one teacher (no class labels are read)."""

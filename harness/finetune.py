@@ -625,13 +625,6 @@ def _finetune_all(arch, init, preset, seed, dataset, data_root, splits, checkpoi
     return run
 
 
-def pretext_checkpoint_path(task: str, preset: str, seed: int) -> Path:
-    """Where :func:`finetune_pretext` keeps the pretraining run of ``task``:
-    ``<runs>/pretrain/<preset>/<task>/seed<seed>/checkpoint.pt`` (``harness pretrain``'s default
-    when ``$HARNESS_RUNS`` is unset)."""
-    return runs_root() / "pretrain" / preset / task / f"seed{seed}" / "checkpoint.pt"
-
-
 def finetune_pretext(task: str, preset: str = "tiny", seed: int = 0, dataset: str = "synth",
                      data_root: str | os.PathLike | None = None, split: int | str = 1,
                      overrides: Mapping[str, Any] | None = None, pretext_overrides: Mapping[str, Any] | None = None,
@@ -642,11 +635,11 @@ def finetune_pretext(task: str, preset: str = "tiny", seed: int = 0, dataset: st
     from harness.pretext.train import pretrain
 
     cls = get_task(task)
-    ckpt = pretext_checkpoint_path(task, preset, seed)
-    # pretrain() returns a finished checkpoint at once and resumes an unfinished one
+    # pretrain() keys its run folder by config, returns a finished checkpoint at once and
+    # resumes an unfinished one
     unlabeled_root = data_root if data_root is not None else (
         resolve_data_root(dataset, None, preset) if dataset == "synth" else None)
-    ckpt = pretrain(task, preset, seed, unlabeled_root, ckpt.parent, pretext_overrides, progress)
+    ckpt = pretrain(task, preset, seed, unlabeled_root, None, pretext_overrides, progress)
     return finetune(cls.arch, "pretext", preset, seed, dataset, data_root, split, ckpt, overrides, progress)
 
 

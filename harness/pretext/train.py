@@ -75,10 +75,12 @@ def task_config(task_name: str, preset: str, overrides: Mapping[str, Any] | None
     return resolve({preset: base}, preset, overrides or {})
 
 
-def default_out_dir(task_name: str, preset: str, seed: int) -> Path:
+def default_out_dir(task_name: str, preset: str, seed: int, config: dict) -> Path:
+    """``<runs>/pretrain/<preset>/<task>-seed<S>-<config fingerprint>``: a changed task config
+    (new knobs, other budgets) gets its own run instead of colliding with an old one."""
     from harness.runs import runs_root
 
-    return runs_root() / "pretrain" / preset / task_name / f"seed{seed}"
+    return runs_root() / "pretrain" / preset / f"{task_name}-seed{seed}-{fingerprint(config)[:10]}"
 
 
 def ensure_data(data_root: str | os.PathLike | None, preset: str) -> Path:
@@ -176,7 +178,7 @@ def pretrain(task_name: str, preset: str = "tiny", seed: int = 0, data_root: str
     cls = get_task(task_name)
     cfg = task_config(task_name, preset, overrides)
     cfg_dict = {"task_name": task_name, "preset": preset, "seed": int(seed), **to_dict(cfg)}
-    out = Path(out_dir) if out_dir is not None else default_out_dir(task_name, preset, seed)
+    out = Path(out_dir) if out_dir is not None else default_out_dir(task_name, preset, seed, cfg_dict)
     ckpt_path = out / "checkpoint.pt"
 
     state = None
