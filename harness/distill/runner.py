@@ -61,7 +61,7 @@ DISTILL_PRESETS = {
                            method=MethodSettings(gr_d=64)),
     # Scaled from the paper's schedule to the embedded benchmark: same optimiser, lambda and
     # halving, fewer epochs, a learning rate AlexNet without batch norm trains at from scratch.
-    "tiny": DistillConfig(epochs=12, batch_size=64, lr=1e-3, lr_step_epochs=4, method=MethodSettings(gr_d=128)),
+    "tiny": DistillConfig(epochs=12, batch_size=32, lr=1e-3, lr_step_epochs=4, method=MethodSettings(gr_d=128)),
     # The paper: 350 epochs, Adam (momentum 0.9), batch 128, lr 0.01 halved every 50, lambda 0.6.
     "paper": DistillConfig(epochs=350, batch_size=128, lr=0.01, lr_step_epochs=50),
 }
