@@ -36,10 +36,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from harness.checkpoints import load_checkpoint, save_atomic, weights_sha256, write_jsonl_atomic
 from harness.config import resolve, to_dict
 from harness.errors import HarnessError
 from harness.provenance import code_version, fingerprint, sha256_file
-from harness.runs import RunDir, runs_root
+from harness.runs import RunDir
 from harness.utils import pick_device, seed_everything, set_cpu_threads
 
 INITS = ("random", "pretext", "supervised", "file")
@@ -194,21 +195,8 @@ def chance_level(index) -> dict:
 
 # ---- model and init --------------------------------------------------------------------------
 
-def weights_sha256(state_dict: Mapping[str, torch.Tensor]) -> str:
-    """sha256 over a state_dict's keys, dtypes, shapes and bytes (the pretraining loop's hash,
-    so a teacher is named the same way wherever it was trained)."""
-    from harness.pretext.train import weights_sha256 as _sha
-
-    return _sha(state_dict)
-
-
 def _read_pretext_checkpoint(path: Path) -> dict:
-    if not path.is_file():
-        raise FinetuneError(f"{path}: pretext checkpoint not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # torch raises many types for a bad file
-        raise FinetuneError(f"{path}: cannot read as a checkpoint ({type(exc).__name__})") from exc
+    ckpt = load_checkpoint(path, FinetuneError, "pretext checkpoint")
     if not isinstance(ckpt, dict) or "backbone" not in ckpt or "arch" not in ckpt:
         raise FinetuneError(f"{path}: not a pretraining checkpoint (no backbone/arch; from 'harness pretrain'?)")
     if not ckpt.get("finished", True):
@@ -346,22 +334,6 @@ def _evaluate(model, test_ds, cfg, device, multilabel, progress) -> dict:
     return evaluate(scores, test_ds.index)
 
 
-def _save_atomic(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _write_log(path: Path, rows: list[dict]) -> None:
-    import json
-
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-
-
 def _train(run: RunDir, model, train_ds, test_ds, cfg: FinetuneConfig, cfg_fp: str, seed: int, device,
            multilabel: bool, desc: str, progress: bool, on_epoch_end: Callable[[int, dict], None] | None) -> dict:
     """Train ``model`` for ``cfg.epochs`` in ``run`` (resuming from ``state.pt``), scoring it
@@ -417,10 +389,10 @@ def _train(run: RunDir, model, train_ds, test_ds, cfg: FinetuneConfig, cfg_fp: s
         log.append(row)
         bar.set_postfix(loss=f"{row['train_loss']:.3f}", **({"test": f"{row['test_value']:.3f}"}
                                                             if "test_value" in row else {}))
-        _save_atomic({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+        save_atomic({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                       "torch_rng": torch.get_rng_state(), "epoch": epoch + 1, "log": log,
                       "elapsed_s": row["elapsed_s"], "config_fingerprint": cfg_fp}, state_path)
-        _write_log(run.path / "metrics.jsonl", log)
+        write_jsonl_atomic(run.path / "metrics.jsonl", log)
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, row)
     bar.close()
@@ -438,7 +410,7 @@ def _finish(run: RunDir, model, result: dict, meta: dict, index, cfg_dict: dict,
             "clip_length": meta["clip_length"], "input_size": model.input_size, "init": meta["init"],
             "config": cfg_dict, "config_fingerprint": fingerprint(cfg_dict), "seed": int(seed),
             "code_version": code_version(), "weights_sha256": sha}
-    _save_atomic(ckpt, run.path / "checkpoint.pt")
+    save_atomic(ckpt, run.path / "checkpoint.pt")
     ev = result["eval"]
     final = {**meta, "metric": ev["metric"], "value": ev["value"], "eval": ev,
              "test_curve": [[r["epoch"], r["test_value"]] for r in result["log"] if "test_value" in r],
@@ -649,12 +621,7 @@ def load_finetuned(path: str | os.PathLike, verify: bool = True):
     from harness.models import build_model
 
     path = Path(path)
-    if not path.is_file():
-        raise FinetuneError(f"{path}: fine-tuned checkpoint not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # torch raises many types for a bad file
-        raise FinetuneError(f"{path}: cannot read as a checkpoint ({type(exc).__name__})") from exc
+    ckpt = load_checkpoint(path, FinetuneError, "fine-tuned checkpoint")
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "num_classes" not in ckpt:
         raise FinetuneError(f"{path}: not a fine-tuning checkpoint (no state_dict/num_classes)")
     if verify and weights_sha256(ckpt["state_dict"]) != ckpt.get("weights_sha256"):

@@ -40,8 +40,6 @@ def teacher_checkpoints(preset: str, seed: int = 0, data_root: str | os.PathLike
 def ensure_store(preset: str, seed: int = 0, fmt: str = "zarr", store: str | os.PathLike | None = None,
                  data_root: str | os.PathLike | None = None, progress: bool = True) -> Path:
     """The teacher feature store for ``preset``, built (or resumed) if not complete."""
-    from harness.cache.store import FeatureStore
-
     path = Path(store) if store is not None else default_store_path(preset, fmt)
     root = ensure_data(preset, data_root)
     ckpts = teacher_checkpoints(preset, seed, root)

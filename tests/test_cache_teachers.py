@@ -71,5 +71,34 @@ def test_other_teachers_are_refused(smoke_store, smoke_data, tmp_path):
 def test_bad_teacher_checkpoint_is_one_line_error(tmp_path, smoke_data):
     bad = tmp_path / "x.pt"
     bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(Exception, match="x.pt: cannot read teacher checkpoint"):
+    with pytest.raises(Exception, match=r"x.pt: cannot read as a teacher checkpoint \(sort\)"):
         load_teacher("sort", bad, 4, "smoke")
+
+
+def test_two_cache_teacher_processes_write_the_store_one_process_writes(smoke_store, smoke_data, tmp_path):
+    """RANK/WORLD_SIZE as torchrun sets them: two processes write disjoint chunks of one store,
+    which then equals the single-process store array by array (prototypes included)."""
+    import os
+    import subprocess
+    import sys
+
+    ckpts = {n: smoke_store.parent / f"{n}.pt" for n in ("sort", "motion", "track", "predict")}
+    script = tmp_path / "cache.py"
+    script.write_text(
+        "import sys\n"
+        "from harness.cache.teachers import cache_teachers\n"
+        f"cache_teachers('smoke', {({k: str(v) for k, v in ckpts.items()})!r}, {str(smoke_data)!r},\n"
+        "               store=sys.argv[1], progress=False)\n")
+    out = tmp_path / "two.zarr"
+    procs = [subprocess.Popen([sys.executable, str(script), str(out)],
+                              env={**os.environ, "RANK": str(r), "WORLD_SIZE": "2", "OMP_NUM_THREADS": "1"},
+                              stderr=subprocess.PIPE, text=True) for r in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-2000:]
+    one, two = FeatureStore.open(smoke_store), FeatureStore.open(out)
+    assert two.is_complete()
+    for f in one.fields:
+        assert np.array_equal(one.read(f.name), two.read(f.name)), f.name
+    for name in one.extras():
+        np.testing.assert_array_equal(one.get_extra(name), two.get_extra(name))

@@ -276,7 +276,7 @@ def test_load_matching_state_dict_copies_matches_and_reports_the_rest(tmp_path):
 
 def test_load_checkpoint_file_errors_name_the_file(tmp_path):
     model = build_model("alexnet", 4, "smoke")
-    with pytest.raises(ModelError, match=r"nope\.pth: checkpoint file not found"):
+    with pytest.raises(ModelError, match=r"nope\.pth: torch checkpoint not found"):
         load_matching_state_dict(model, tmp_path / "nope.pth")
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"not a checkpoint")

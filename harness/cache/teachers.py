@@ -25,6 +25,7 @@ import torch
 
 from harness.cache.store import FeatureStore, StoreError, suggest_chunk_items, teacher_schema
 from harness.cache.writer import write_store
+from harness.checkpoints import load_checkpoint
 from harness.config import resolve, to_dict
 from harness.data.index import VideoIndex, open_index
 from harness.data.transforms import View, apply_view, center_view, sample_view, to_tensor
@@ -80,12 +81,7 @@ class Teacher:
 def load_teacher(name: str, path: str | os.PathLike, num_classes: int, preset: str) -> Teacher:
     """A fine-tuned teacher from its ``checkpoint.pt`` (written by ``harness finetune``)."""
     path = Path(path)
-    if not path.is_file():
-        raise CacheError(f"{path}: teacher checkpoint for {name!r} not found")
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # a truncated or foreign file
-        raise CacheError(f"{path}: cannot read teacher checkpoint ({exc.__class__.__name__}: {exc})") from exc
+    ck = load_checkpoint(path, CacheError, f"teacher checkpoint ({name})")
     state = ck.get("model") or ck.get("state_dict")
     arch = ck.get("arch")
     if state is None or arch is None:

@@ -12,7 +12,7 @@ The objective (METHOD.md, Eq. 2-4 and 10): ``L = (1 - lambda) * CE + lambda * (l
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import torch

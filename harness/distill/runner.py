@@ -27,6 +27,7 @@ from torch import nn
 
 from harness.cache.reader import StreamingReader
 from harness.cache.store import FeatureStore
+from harness.checkpoints import save_atomic
 from harness.config import resolve, to_dict
 from harness.data.frames import evaluate, video_level_predict
 from harness.data.transforms import apply_views_torch
@@ -236,9 +237,8 @@ def distill(method: str, preset: str = "tiny", seed: int = 0, store: str | os.Pa
             row.update({f"test_{k}": v for k, v in _evaluate(model, st, names, classes, multilabel, cfg, device, size, amp).items()
                         if k in ("value", "metric")})
             run.append_log(row)
-            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                        "rng": torch.get_rng_state(), "epoch": epoch}, last.with_suffix(".tmp"))
-            os.replace(last.with_suffix(".tmp"), last)
+            save_atomic({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                         "rng": torch.get_rng_state(), "epoch": epoch}, last)
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < epochs:
             return run
     if rank == 0:

@@ -100,13 +100,10 @@ def scaled(channels: int, width: float) -> int:
 
 
 def _read_checkpoint(path: str | os.PathLike) -> Mapping[str, Any]:
+    from harness.checkpoints import load_checkpoint
+
     p = Path(path)
-    if not p.is_file():
-        raise ModelError(f"{p}: checkpoint file not found")
-    try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a bad file
-        raise ModelError(f"{p}: cannot read as a torch checkpoint ({type(exc).__name__}: {exc})".splitlines()[0]) from exc
+    obj = load_checkpoint(p, ModelError, "torch checkpoint", weights_only=True)
     if not isinstance(obj, Mapping):
         raise ModelError(f"{p}: expected a state_dict (a mapping of tensors), got {type(obj).__name__}")
     return obj

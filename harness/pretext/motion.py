@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-import torch
 from torch import nn
 
 from harness.pretext.base import (ConvFusion, PretextError, PretextTask, SiameseHead, classification_step, conv4_maps,

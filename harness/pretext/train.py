@@ -17,8 +17,6 @@ one is returned as is.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import os
 import time
 from pathlib import Path
@@ -27,6 +25,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
+from harness.checkpoints import load_checkpoint, save_atomic, weights_sha256, write_jsonl_atomic
 from harness.config import resolve, to_dict
 from harness.errors import HarnessError
 from harness.pretext.base import PretextTask, get_task
@@ -124,16 +123,6 @@ def split_videos(n: int, eval_fraction: float, split_seed: int) -> tuple[np.ndar
     return np.sort(perm[n_eval:]), np.sort(perm[:n_eval])
 
 
-def weights_sha256(state_dict: Mapping[str, torch.Tensor]) -> str:
-    """sha256 over the keys, dtypes, shapes and bytes of a state_dict, in key order."""
-    h = hashlib.sha256()
-    for key in sorted(state_dict):
-        t = state_dict[key].detach().cpu().contiguous()
-        h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
-
-
 def evaluate(task: PretextTask, backbone, head, batches: list[dict], device) -> dict:
     """The pretext metric and its chance level on fixed batches (eval mode, no gradients)."""
     backbone.eval()
@@ -150,20 +139,6 @@ def evaluate(task: PretextTask, backbone, head, batches: list[dict], device) -> 
     head.train()
     return {"metric": task.metric(total), "chance": task.chance(total), "loss": float(np.mean(losses)),
             "stats": total}
-
-
-def _save_atomic(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _write_log(path: Path, lines: list[dict]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as fh:
-        for line in lines:
-            fh.write(json.dumps(line, sort_keys=True) + "\n")
-    os.replace(tmp, path)
 
 
 def pretrain(task_name: str, preset: str = "tiny", seed: int = 0, data_root: str | os.PathLike | None = None,
@@ -246,16 +221,16 @@ def pretrain(task_name: str, preset: str = "tiny", seed: int = 0, data_root: str
         log.append({"epoch": epoch + 1, "iteration": (epoch + 1) * cfg.iters_per_epoch,
                     "loss": float(np.mean(losses)), "train_metric": task.metric(total),
                     "train_chance": task.chance(total), "elapsed_s": round(time.perf_counter() - t_start, 2)})
-        _save_atomic(_checkpoint(backbone, head, opt, cls, task_name, preset, model_preset, cfg_dict, seed,
+        save_atomic(_checkpoint(backbone, head, opt, cls, task_name, preset, model_preset, cfg_dict, seed,
                                  epoch + 1, log, initial, finished=False), ckpt_path)
-        _write_log(out / "log.jsonl", log)
+        write_jsonl_atomic(out / "log.jsonl", log)
     bar.close()
 
     final = evaluate(task, backbone, head, eval_batches, device)
     ckpt = _checkpoint(backbone, head, opt, cls, task_name, preset, model_preset, cfg_dict, seed, cfg.epochs, log,
                        initial, finished=True)
-    _save_atomic(ckpt, ckpt_path)
-    _write_log(out / "log.jsonl", log)
+    save_atomic(ckpt, ckpt_path)
+    write_jsonl_atomic(out / "log.jsonl", log)
     metrics = {
         "task": task_name, "arch": cls.arch, "preset": preset, "seed": int(seed),
         "metric_name": cls.metric_name, "higher_is_better": cls.higher_is_better,
@@ -294,12 +269,7 @@ def load_backbone(path: str | os.PathLike, num_classes: int | None = None, verif
     from harness.models import build_model
 
     path = Path(path)
-    if not path.is_file():
-        raise PretrainError(f"{path}: pretrained checkpoint not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # torch raises many types for a bad file
-        raise PretrainError(f"{path}: cannot read as a checkpoint ({type(exc).__name__})") from exc
+    ckpt = load_checkpoint(path, PretrainError, "pretrained checkpoint")
     if not isinstance(ckpt, dict) or "backbone" not in ckpt or "arch" not in ckpt:
         raise PretrainError(f"{path}: not a pretraining checkpoint (no backbone/arch)")
     if verify and weights_sha256(ckpt["backbone"]) != ckpt.get("weights_sha256"):

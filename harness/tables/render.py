@@ -9,7 +9,6 @@ that produced it and the runs behind each number.
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 

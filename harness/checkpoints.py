@@ -1,0 +1,57 @@
+"""Writing and reading checkpoints and logs safely: atomic writes (a crash never leaves half a
+file), one-line errors naming the file, and the weights hash every checkpoint records."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from harness.errors import HarnessError
+
+
+def weights_sha256(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """sha256 over the keys, dtypes, shapes and bytes of a state_dict, in key order."""
+    h = hashlib.sha256()
+    for key in sorted(state_dict):
+        t = state_dict[key].detach().cpu().contiguous()
+        h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
+        # reshape(-1): 0-dim buffers (BatchNorm's num_batches_tracked) cannot be viewed as bytes
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def save_atomic(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` to a temporary name, then rename over ``path``."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def write_jsonl_atomic(path: str | os.PathLike, rows: list[dict]) -> None:
+    """Rewrite a JSON-lines log in one rename (resumed runs rewrite their whole log)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | os.PathLike, error: type[HarnessError] = HarnessError, what: str = "checkpoint",
+                    weights_only: bool = False) -> Any:
+    """``torch.load`` on CPU; a missing or unreadable file raises ``error`` with one line
+    naming it. ``weights_only=True`` for files from outside the harness (torchvision weights)."""
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path}: {what} not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=weights_only)
+    except Exception as exc:  # torch raises many types for a truncated or foreign file
+        first = f"{exc}".splitlines()[0] if f"{exc}" else ""
+        raise error(f"{path}: cannot read as a {what} ({type(exc).__name__}{': ' + first if first else ''})") from exc
