@@ -102,3 +102,16 @@ def test_two_cache_teacher_processes_write_the_store_one_process_writes(smoke_st
         assert np.array_equal(one.read(f.name), two.read(f.name)), f.name
     for name in one.extras():
         np.testing.assert_array_equal(one.get_extra(name), two.get_extra(name))
+
+
+def test_chunks_mix_videos_of_every_class(smoke_store):
+    """Split lists are sorted by class; the store's item order must not be, or a shuffle buffer
+    of a few chunks serves batches of a few classes (BatchNorm students then stay at chance)."""
+    st = FeatureStore.open(smoke_store)
+    split, label, video = st.read("split"), st.read("label"), st.read("video")
+    train_videos = video[split == 0]
+    first = train_videos[np.r_[True, train_videos[1:] != train_videos[:-1]]]   # video order
+    assert not np.all(np.diff(first) > 0)                                      # not list order
+    n_classes = len(np.unique(label))
+    a, b = st.chunk_range(0)
+    assert len(np.unique(label[a:b])) == n_classes                             # one chunk, all classes

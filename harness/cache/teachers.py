@@ -110,10 +110,18 @@ class ItemPlan:
 
 
 def plan_items(indexes: dict[int, VideoIndex], cfg: CacheConfig, counts: dict[int, list[int]]) -> ItemPlan:
+    """Items video-major (a video is decoded once per chunk), videos in a seeded random order.
+
+    Split lists are sorted by class, so in list order a chunk would hold two or three classes
+    and the reader's shuffle buffer (a few chunks) would hand out batches of a few classes at
+    a time: with BatchNorm the tiny student then never left chance. Shuffling the videos
+    makes every chunk a sample of the whole split.
+    """
     rows = []
     for split_code, index in sorted(indexes.items()):
         per_video = cfg.frames_per_video_train if split_code == 0 else cfg.frames_per_video_test
-        for v in range(len(index)):
+        for v in np.random.default_rng([cfg.view_seed, 17, split_code]).permutation(len(index)):
+            v = int(v)
             n = counts[split_code][v]
             for f in evenly_spaced(n, per_video):
                 rows.append((split_code, v, int(f), n))
@@ -240,6 +248,7 @@ def cache_teachers(preset: str, teacher_checkpoints: dict[str, str | os.PathLike
                     "fingerprint": {"train": indexes[0].fingerprint(), "test": indexes[1].fingerprint()}},
         "teachers": {t.name: {"arch": t.arch, "sha256": t.sha256, "checkpoint": str(t.checkpoint)} for t in teachers},
         "preprocessing": {**to_dict(cfg), "input_size": MODEL_PRESETS[preset].input_size,
+                          "item_order": "videos shuffled (view_seed), video-major",
                           "conv4_pool": [sh, sw], "normalisation": "imagenet mean/std"},
         "view_seed": cfg.view_seed,
         "dtypes": {"frames": "uint8", "conv4": cfg.conv4_dtype, "logits": "float32"},
