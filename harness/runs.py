@@ -7,13 +7,20 @@ same config fingerprint is reused instead of recomputed (``harness ablation``, `
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.errors import HarnessError
 from harness.provenance import fingerprint, run_record, write_json_atomic
+
+
+class RunBusy(HarnessError):
+    """Another process is already training this run folder."""
 
 RUNS_ROOT_ENV = "HARNESS_RUNS"
 
@@ -43,6 +50,21 @@ class RunDir:
     def final(self) -> dict:
         with open(self.final_path) as fh:
             return json.load(fh)
+
+    @contextlib.contextmanager
+    def exclusive(self):
+        """Hold the run folder for one training process: two processes resuming the same run
+        would interleave its checkpoints and logs. Fails at once, naming the folder."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.path / ".lock", "w") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RunBusy(f"{self.path}: another process is training this run; wait for it or stop it") from None
+            try:
+                yield self
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
 
     def start(self, config: Any, inputs: dict[str, str] | None = None) -> None:
         """Create the folder and write ``run.json`` (kept from the first start when resuming)."""

@@ -144,3 +144,15 @@ def test_torchrun_ddp_on_cpu_with_gloo(smoke_store, tmp_path):
     assert len(finals) == 1
     rows = (finals[0].parent / "metrics.jsonl").read_text().splitlines()
     assert len(rows) == 1     # rank 0 logged once; rank 1 wrote nothing
+
+
+def test_a_run_folder_is_trained_by_one_process_at_a_time(smoke_store, tmp_path):
+    from harness.runs import RunBusy, RunDir
+
+    run = RunDir.for_config("distill", "smoke", "kd", {"x": 1}, tmp_path)
+    with run.exclusive():
+        with pytest.raises(RunBusy, match="another process is training this run"):
+            with RunDir(run.path).exclusive():
+                pass
+    with RunDir(run.path).exclusive():   # released
+        pass

@@ -154,6 +154,19 @@ def distill(method: str, preset: str = "tiny", seed: int = 0, store: str | os.Pa
         return run
 
     rank, world, local_rank = _dist_env()
+    if rank == 0:
+        with run.exclusive():
+            return _train_run(run, run_config, method, preset, seed, cfg, st, store_path, manifest, rank, world,
+                              local_rank, progress, stop_after_epoch)
+    return _train_run(run, run_config, method, preset, seed, cfg, st, store_path, manifest, rank, world, local_rank,
+                      progress, stop_after_epoch)
+
+
+def _train_run(run: RunDir, run_config: dict, method: str, preset: str, seed: int, cfg: DistillConfig,
+               st: FeatureStore, store_path: Path, manifest: dict, rank: int, world: int, local_rank: int,
+               progress: bool, stop_after_epoch: int | None) -> RunDir:
+    if run.is_finished():   # finished by another process while this one waited to start
+        return run
     device = pick_device(cfg.device)
     if world > 1:
         import torch.distributed as dist
