@@ -450,12 +450,23 @@ class FeatureStore(ABC):
     def completed_chunks(self) -> list[int]:
         """Sorted indices of chunks marked done."""
 
-    @abstractmethod
     def put_extra(self, name: str, array: np.ndarray) -> None:
         """Store a small array that is not on the item axis (e.g. ``class_prototypes/<t>``)."""
+        if self.mode == "r":
+            raise StoreError(f"{self.path}: opened read-only; open with mode='r+' to write")
+        self._check_extra_name(name)
+        self._put_extra(name, np.ascontiguousarray(array))
+
+    def get_extra(self, name: str) -> np.ndarray:
+        if name not in self.extras():
+            raise StoreError(f"{self.path}: no extra array {name!r}; extras: {', '.join(self.extras()) or 'none'}")
+        return self._get_extra(name)
 
     @abstractmethod
-    def get_extra(self, name: str) -> np.ndarray: ...
+    def _put_extra(self, name: str, array: np.ndarray) -> None: ...
+
+    @abstractmethod
+    def _get_extra(self, name: str) -> np.ndarray: ...
 
     @abstractmethod
     def extras(self) -> list[str]: ...
@@ -611,22 +622,15 @@ class ZarrStore(FeatureStore):
             out[f.name] = sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and not p.name.endswith(".partial")) if root.exists() else 0
         return out
 
-    def put_extra(self, name: str, array: np.ndarray) -> None:
-        if self.mode == "r":
-            raise StoreError(f"{self.path}: opened read-only; open with mode='r+' to write")
-        self._check_extra_name(name)
-        array = np.ascontiguousarray(array)
+    def _put_extra(self, name: str, array: np.ndarray) -> None:
         # Under the lock: ranks that finish together may both write the same extra.
         with store_lock(self.path):
             arr = self._group.create_array(f"extra/{name}", shape=array.shape, dtype=array.dtype,
                                            chunks=array.shape or None, compressors=[], overwrite=True)
             arr[...] = array
 
-    def get_extra(self, name: str) -> np.ndarray:
-        key = f"extra/{name}"
-        if name not in self.extras():
-            raise StoreError(f"{self.path}: no extra array {name!r}; extras: {', '.join(self.extras()) or 'none'}")
-        return np.asarray(self._group[key][...])
+    def _get_extra(self, name: str) -> np.ndarray:
+        return np.asarray(self._group[f"extra/{name}"][...])
 
     def extras(self) -> list[str]:
         root = self.path / "extra"
@@ -808,11 +812,7 @@ class HDF5Store(FeatureStore):
                     out[n] += int(f[n].id.get_storage_size())
         return out
 
-    def put_extra(self, name: str, array: np.ndarray) -> None:
-        if self.mode == "r":
-            raise StoreError(f"{self.path}: opened read-only; open with mode='r+' to write")
-        self._check_extra_name(name)
-        array = np.ascontiguousarray(array)
+    def _put_extra(self, name: str, array: np.ndarray) -> None:
         if not self.finalized:
             target = self.parts / "extra" / (name.replace("/", "%") + ".npy")
             tmp = target.with_name(target.name + f".tmp{os.getpid()}")
@@ -832,9 +832,7 @@ class HDF5Store(FeatureStore):
                 del f[key]
             f.create_dataset(key, data=array)
 
-    def get_extra(self, name: str) -> np.ndarray:
-        if name not in self.extras():
-            raise StoreError(f"{self.path}: no extra array {name!r}; extras: {', '.join(self.extras()) or 'none'}")
+    def _get_extra(self, name: str) -> np.ndarray:
         if self.finalized:
             return self._file()["extra/" + name][...]
         return np.load(self.parts / "extra" / (name.replace("/", "%") + ".npy"))
