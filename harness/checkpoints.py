@@ -55,3 +55,16 @@ def load_checkpoint(path: str | os.PathLike, error: type[HarnessError] = Harness
     except Exception as exc:  # torch raises many types for a truncated or foreign file
         first = f"{exc}".splitlines()[0] if f"{exc}" else ""
         raise error(f"{path}: cannot read as a {what} ({type(exc).__name__}{': ' + first if first else ''})") from exc
+
+
+def load_verified(path: str | os.PathLike, error: type[HarnessError], what: str, weights_key: str,
+                  required: tuple[str, ...] = (), verify: bool = True) -> dict:
+    """A harness checkpoint: a dict holding ``weights_key`` and ``required``, whose weights
+    match the ``weights_sha256`` recorded beside them (a corrupt or edited file is refused)."""
+    ckpt = load_checkpoint(path, error, what)
+    missing = [k for k in (weights_key, *required) if not isinstance(ckpt, dict) or k not in ckpt]
+    if missing:
+        raise error(f"{path}: not a {what} (no {'/'.join(missing)})")
+    if verify and weights_sha256(ckpt[weights_key]) != ckpt.get("weights_sha256"):
+        raise error(f"{path}: weights do not match their recorded sha256 (corrupt file?)")
+    return ckpt

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from harness.checkpoints import load_checkpoint, save_atomic, weights_sha256, write_jsonl_atomic
+from harness.checkpoints import load_verified, save_atomic, weights_sha256, write_jsonl_atomic
 from harness.config import resolve, to_dict
 from harness.errors import HarnessError
 from harness.provenance import code_version, fingerprint, sha256_file
@@ -196,13 +196,9 @@ def chance_level(index) -> dict:
 # ---- model and init --------------------------------------------------------------------------
 
 def _read_pretext_checkpoint(path: Path) -> dict:
-    ckpt = load_checkpoint(path, FinetuneError, "pretext checkpoint")
-    if not isinstance(ckpt, dict) or "backbone" not in ckpt or "arch" not in ckpt:
-        raise FinetuneError(f"{path}: not a pretraining checkpoint (no backbone/arch; from 'harness pretrain'?)")
+    ckpt = load_verified(path, FinetuneError, "pretraining checkpoint", "backbone", ("arch",))
     if not ckpt.get("finished", True):
         raise FinetuneError(f"{path}: pretraining has not finished (epoch {ckpt.get('epoch')}); run it to the end first")
-    if weights_sha256(ckpt["backbone"]) != ckpt.get("weights_sha256"):
-        raise FinetuneError(f"{path}: backbone weights do not match their recorded sha256 (corrupt file?)")
     return ckpt
 
 
@@ -621,11 +617,7 @@ def load_finetuned(path: str | os.PathLike, verify: bool = True):
     from harness.models import build_model
 
     path = Path(path)
-    ckpt = load_checkpoint(path, FinetuneError, "fine-tuned checkpoint")
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "num_classes" not in ckpt:
-        raise FinetuneError(f"{path}: not a fine-tuning checkpoint (no state_dict/num_classes)")
-    if verify and weights_sha256(ckpt["state_dict"]) != ckpt.get("weights_sha256"):
-        raise FinetuneError(f"{path}: weights do not match their recorded sha256 (corrupt file?)")
+    ckpt = load_verified(path, FinetuneError, "fine-tuned checkpoint", "state_dict", ("arch", "num_classes"), verify)
     model = build_model(ckpt["arch"], ckpt["num_classes"], ckpt["model_preset"])
     model.load_state_dict(ckpt["state_dict"])
     return model.eval(), ckpt

@@ -25,7 +25,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from harness.checkpoints import load_checkpoint, save_atomic, weights_sha256, write_jsonl_atomic
+from harness.checkpoints import load_verified, save_atomic, weights_sha256, write_jsonl_atomic
 from harness.config import resolve, to_dict
 from harness.errors import HarnessError
 from harness.pretext.base import PretextTask, get_task
@@ -269,11 +269,7 @@ def load_backbone(path: str | os.PathLike, num_classes: int | None = None, verif
     from harness.models import build_model
 
     path = Path(path)
-    ckpt = load_checkpoint(path, PretrainError, "pretrained checkpoint")
-    if not isinstance(ckpt, dict) or "backbone" not in ckpt or "arch" not in ckpt:
-        raise PretrainError(f"{path}: not a pretraining checkpoint (no backbone/arch)")
-    if verify and weights_sha256(ckpt["backbone"]) != ckpt.get("weights_sha256"):
-        raise PretrainError(f"{path}: backbone weights do not match their recorded sha256 (corrupt file?)")
+    ckpt = load_verified(path, PretrainError, "pretraining checkpoint", "backbone", ("arch",), verify)
     model = build_model(ckpt["arch"], 1, ckpt.get("model_preset", ckpt["preset"]))
     model.load_state_dict(ckpt["backbone"])
     if num_classes is not None:
