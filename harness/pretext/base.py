@@ -375,3 +375,22 @@ def conv4_maps(backbone: nn.Module, x: torch.Tensor, k: int) -> torch.Tensor:
     c4 = backbone.forward_features(x).conv4
     return c4.view(-1, k, *c4.shape[1:])
 
+
+
+def fusion_head(fusion: str, embedding_dim: int, conv4_channels: int, n_frames: int, hidden: int,
+                n_out: int, dropout: float) -> nn.Module:
+    """The head of the tasks that classify a few frames jointly (motion, shuffle, pose):
+    ``fusion="embedding"`` concatenates the frames' pooled embeddings (``SiameseHead``),
+    otherwise their conv4 maps are fused before pooling (``ConvFusion``), keeping positions."""
+    if fusion == "embedding":
+        return SiameseHead(embedding_dim, n_frames, hidden, n_out, dropout)
+    return nn.Sequential(ConvFusion(conv4_channels, n_frames, hidden), nn.Linear(hidden, n_out))
+
+
+def frame_features(backbone: nn.Module, frames: np.ndarray, fusion: str, input_size: int,
+                   device: torch.device | str) -> torch.Tensor:
+    """What a fusion head reads for ``frames`` (B, n, H, W, 3): embeddings (B, n, D) for
+    ``fusion="embedding"``, conv4 maps (B, n, C, h, w) otherwise."""
+    b, n = frames.shape[:2]
+    x = to_input(frames, input_size, device)
+    return embed(backbone, x).view(b, n, -1) if fusion == "embedding" else conv4_maps(backbone, x, n)

@@ -5,10 +5,9 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from torch import nn
 
-from harness.pretext.base import (ConvFusion, PretextError, PretextTask, SiameseHead, classification_step, conv4_maps,
-                                  embed, pick_videos, register, targets, to_input)
+from harness.pretext.base import (PretextError, PretextTask, classification_step, frame_features, fusion_head,
+                                  pick_videos, register, targets)
 
 
 @register
@@ -72,15 +71,10 @@ class MotionTask(PretextTask):
         return {"frames": np.stack(frames), "target": close.astype(np.int64), "frame_index": np.array(pairs)}
 
     def build_head(self, embedding_dim):
-        if self.knobs.fusion == "embedding":
-            return SiameseHead(embedding_dim, 2, self.knobs.hidden, 2, self.knobs.dropout)
-        return nn.Sequential(ConvFusion(self.conv4_channels, 2, self.knobs.hidden), nn.Linear(self.knobs.hidden, 2))
+        k = self.knobs
+        return fusion_head(k.fusion, embedding_dim, self.conv4_channels, 2, k.hidden, 2, k.dropout)
 
     def step(self, backbone, head, batch, device="cpu"):
-        frames = batch["frames"]
-        b = frames.shape[0]
-        x = to_input(frames, self.input_size, device)
-        if self.knobs.fusion == "embedding":
-            return classification_step(head(embed(backbone, x).view(b, 2, -1)), targets(batch, device))
-        return classification_step(head(conv4_maps(backbone, x, 2)), targets(batch, device))
+        feats = frame_features(backbone, batch["frames"], self.knobs.fusion, self.input_size, device)
+        return classification_step(head(feats), targets(batch, device))
 

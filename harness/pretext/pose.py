@@ -13,10 +13,9 @@ import dataclasses
 
 import numpy as np
 
-from torch import nn
 
-from harness.pretext.base import (ConvFusion, SiameseHead, PretextError, PretextTask, angle_class, classification_step,
-                                  conv4_maps, crop, embed, pick_videos, register, targets, to_input)
+from harness.pretext.base import (PretextError, PretextTask, angle_class, classification_step, crop,
+                                  frame_features, fusion_head, pick_videos, register, targets)
 from harness.pretext.tracker import seed_box, track
 
 DIRECTIONS = ("static", "right", "down-right", "down", "down-left", "left", "up-left", "up", "up-right")
@@ -162,20 +161,12 @@ class PoseTask(PretextTask):
         return {"frames": np.stack(frames), "target": np.array(target, np.int64), "displacement": np.array(moves)}
 
     def build_head(self, embedding_dim):
-        if self.knobs.fusion == "embedding":
-            return SiameseHead(embedding_dim, 2, self.knobs.hidden, self.num_outputs, self.knobs.dropout)
-        return nn.Sequential(ConvFusion(self.conv4_channels, 2, self.knobs.hidden),
-                             nn.Linear(self.knobs.hidden, self.num_outputs))
+        k = self.knobs
+        return fusion_head(k.fusion, embedding_dim, self.conv4_channels, 2, k.hidden, self.num_outputs, k.dropout)
 
     def step(self, backbone, head, batch, device="cpu"):
-        frames = batch["frames"]
-        b = frames.shape[0]
-        x = to_input(frames, self.input_size, device)
-        if self.knobs.fusion == "embedding":
-            logits = head(embed(backbone, x).view(b, 2, -1))
-        else:
-            logits = head(conv4_maps(backbone, x, 2))
-        loss, stats = classification_step(logits, targets(batch, device))
+        feats = frame_features(backbone, batch["frames"], self.knobs.fusion, self.input_size, device)
+        loss, stats = classification_step(head(feats), targets(batch, device))
         counts = np.bincount(batch["target"], minlength=self.num_outputs)
         stats.update({f"count_{c}": float(n) for c, n in enumerate(counts)})
         return loss, stats

@@ -6,10 +6,9 @@ import dataclasses
 
 import numpy as np
 
-from torch import nn
 
-from harness.pretext.base import (ConvFusion, SiameseHead, PretextError, PretextTask, classification_step, conv4_maps,
-                                  embed, high_motion_start, motion_box, pick_videos, register, spaced_indices, targets, to_input)
+from harness.pretext.base import (PretextError, PretextTask, classification_step, frame_features, fusion_head,
+                                  high_motion_start, motion_box, pick_videos, register, spaced_indices, targets)
 
 
 @register
@@ -81,14 +80,9 @@ class ShuffleTask(PretextTask):
         return {"frames": np.stack(frames), "target": positive.astype(np.int64), "frame_index": np.array(index)}
 
     def build_head(self, embedding_dim):
-        if self.knobs.fusion == "embedding":
-            return SiameseHead(embedding_dim, 3, self.knobs.hidden, 2, self.knobs.dropout)
-        return nn.Sequential(ConvFusion(self.conv4_channels, 3, self.knobs.hidden), nn.Linear(self.knobs.hidden, 2))
+        k = self.knobs
+        return fusion_head(k.fusion, embedding_dim, self.conv4_channels, 3, k.hidden, 2, k.dropout)
 
     def step(self, backbone, head, batch, device="cpu"):
-        frames = batch["frames"]
-        b = frames.shape[0]
-        x = to_input(frames, self.input_size, device)
-        if self.knobs.fusion == "embedding":
-            return classification_step(head(embed(backbone, x).view(b, 3, -1)), targets(batch, device))
-        return classification_step(head(conv4_maps(backbone, x, 3)), targets(batch, device))
+        feats = frame_features(backbone, batch["frames"], self.knobs.fusion, self.input_size, device)
+        return classification_step(head(feats), targets(batch, device))

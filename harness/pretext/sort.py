@@ -9,9 +9,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness.pretext.base import (ConvFusion, EmbeddingNorm, MLPHead, conv4_maps, PretextError, PretextTask, channel_split, classification_step, embed,
-                                  high_motion_start, motion_box, order_class, order_classes, pick_videos, register, spaced_indices, targets,
-                                  to_input)
+from harness.pretext.base import (ConvFusion, EmbeddingNorm, MLPHead, PretextError, PretextTask, channel_split,
+                                  classification_step, frame_features, high_motion_start, motion_box, order_class,
+                                  order_classes, pick_videos, register, spaced_indices, targets)
 
 
 class PairwiseOrderHead(nn.Module):
@@ -220,8 +220,5 @@ class SortTask(PretextTask):
                                      k.dropout)
 
     def step(self, backbone, head, batch, device="cpu"):
-        frames = batch["frames"]
-        b, n = frames.shape[:2]
-        x = to_input(frames, self.input_size, device)
-        feats = embed(backbone, x).view(b, n, -1) if self.knobs.fusion == "embedding" else conv4_maps(backbone, x, n)
+        feats = frame_features(backbone, batch["frames"], self.knobs.fusion, self.input_size, device)
         return classification_step(head(feats), targets(batch, device))
