@@ -115,3 +115,16 @@ def test_chunks_mix_videos_of_every_class(smoke_store):
     n_classes = len(np.unique(label))
     a, b = st.chunk_range(0)
     assert len(np.unique(label[a:b])) == n_classes                             # one chunk, all classes
+
+
+def test_a_complete_store_is_reused_without_decoding_the_videos(smoke_store, smoke_data, monkeypatch):
+    import harness.cache.teachers as teachers_mod
+
+    def no_decoding(path):
+        raise AssertionError(f"decoded {path} although the store is complete")
+
+    monkeypatch.setattr(teachers_mod, "count_frames", no_decoding)
+    monkeypatch.setattr(teachers_mod, "read_video", no_decoding)
+    ckpts = {n: smoke_store.parent / f"{n}.pt" for n in ("sort", "motion", "track", "predict")}
+    st = cache_teachers("smoke", ckpts, smoke_data, store=smoke_store, progress=False)
+    assert st.is_complete() and st.path == smoke_store

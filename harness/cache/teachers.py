@@ -23,13 +23,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness.cache.store import FeatureStore, StoreError, suggest_chunk_items, teacher_schema
+from harness.cache.store import FeatureStore, ManifestMismatch, StoreError, suggest_chunk_items, teacher_schema
 from harness.cache.writer import write_store
 from harness.checkpoints import load_checkpoint
 from harness.config import resolve, to_dict
 from harness.data.index import VideoIndex, open_index
 from harness.data.transforms import View, apply_view, center_view, sample_view, to_tensor
-from harness.data.video import evenly_spaced, read_video
+from harness.data.video import count_frames, evenly_spaced, read_video
 from harness.errors import HarnessError
 from harness.models import MODEL_PRESETS, build_model
 from harness.provenance import code_version, sha256_file
@@ -233,13 +233,6 @@ def cache_teachers(preset: str, teacher_checkpoints: dict[str, str | os.PathLike
         raise CacheError("cache-teachers: no teacher checkpoints given")
     student = build_model("alexnet", len(classes), preset)
     _, sh, sw = student.conv4_shape()
-    counts = {s: [_frame_count(r.path) for r in idx] for s, idx in indexes.items()}
-    plan = plan_items(indexes, cfg, counts)
-    shapes = {t.name: (t.model.conv4_shape()[0], sh, sw) for t in teachers}
-    fields = teacher_schema(tuple(cfg.frame_size), cfg.views, shapes, len(classes),
-                            multilabel=indexes[0].multilabel, conv4_dtype=cfg.conv4_dtype)
-    fields = [f for f in fields if f.name != "label"] + [f for f in fields if f.name == "label"]
-    chunk_items = cfg.chunk_items or suggest_chunk_items(fields)
     manifest = {
         "kind": "teacher-features",
         "preset": preset,
@@ -254,6 +247,17 @@ def cache_teachers(preset: str, teacher_checkpoints: dict[str, str | os.PathLike
         "dtypes": {"frames": "uint8", "conv4": cfg.conv4_dtype, "logits": "float32"},
         "code_version": code_version(),
     }
+    done = _complete_store(store_path, manifest)
+    if done is not None:   # nothing to write: skip decoding every video to plan the items
+        _write_prototypes(done, [t.name for t in teachers], len(classes))
+        return done
+    counts = {s: [count_frames(r.path) for r in idx] for s, idx in indexes.items()}
+    plan = plan_items(indexes, cfg, counts)
+    shapes = {t.name: (t.model.conv4_shape()[0], sh, sw) for t in teachers}
+    fields = teacher_schema(tuple(cfg.frame_size), cfg.views, shapes, len(classes),
+                            multilabel=indexes[0].multilabel, conv4_dtype=cfg.conv4_dtype)
+    fields = [f for f in fields if f.name != "label"] + [f for f in fields if f.name == "label"]
+    chunk_items = cfg.chunk_items or suggest_chunk_items(fields)
     labels = {s: idx.targets() for s, idx in indexes.items()}
     runner = TeacherRunner(teachers, indexes, plan, cfg, preset, chunk_items, (sh, sw), pick_device(device))
 
@@ -269,10 +273,19 @@ def cache_teachers(preset: str, teacher_checkpoints: dict[str, str | os.PathLike
     return st
 
 
-def _frame_count(path) -> int:
-    from harness.data.video import count_frames
-
-    return count_frames(path)
+def _complete_store(path: Path, manifest: dict) -> FeatureStore | None:
+    """The finished store at ``path`` if there is one (checked against ``manifest``: another
+    teacher set or preprocessing raises ManifestMismatch), else None."""
+    try:
+        st = FeatureStore.open(path, "r+", expect_manifest=manifest)
+    except ManifestMismatch:
+        raise
+    except StoreError:   # no store there yet
+        return None
+    if st.is_complete():
+        return st
+    st.close()
+    return None
 
 
 def _write_prototypes(st: FeatureStore, names: list[str], num_classes: int) -> None:
