@@ -18,12 +18,6 @@ set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VALU
                           help="Override one config field (repeatable), e.g. --set epochs=3.")
 
 
-def not_built(command: str, issue: int) -> None:
-    """Commands whose subsystem has not landed say so and fail; they never fake output."""
-    click.echo(f"harness {command}: not built yet (tracked in issue {issue}); nothing was run.", err=True)
-    sys.exit(2)
-
-
 class HarnessGroup(click.Group):
     """Turns the harness's own user-facing errors into one line on stderr and exit code 2."""
 
