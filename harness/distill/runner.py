@@ -13,6 +13,7 @@ On GPU: ``amp`` (bfloat16 autocast) and ``torchrun`` DDP (NCCL; gloo on CPU) are
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -154,12 +155,10 @@ def distill(method: str, preset: str = "tiny", seed: int = 0, store: str | os.Pa
         return run
 
     rank, world, local_rank = _dist_env()
-    if rank == 0:
-        with run.exclusive():
-            return _train_run(run, run_config, method, preset, seed, cfg, st, store_path, manifest, rank, world,
-                              local_rank, progress, stop_after_epoch)
-    return _train_run(run, run_config, method, preset, seed, cfg, st, store_path, manifest, rank, world, local_rank,
-                      progress, stop_after_epoch)
+    # rank 0 owns the run folder; the other DDP ranks only train
+    with run.exclusive() if rank == 0 else contextlib.nullcontext():
+        return _train_run(run, run_config, method, preset, seed, cfg, st, store_path, manifest, rank, world,
+                          local_rank, progress, stop_after_epoch)
 
 
 def _train_run(run: RunDir, run_config: dict, method: str, preset: str, seed: int, cfg: DistillConfig,
