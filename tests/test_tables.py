@@ -21,3 +21,31 @@ def test_render_marks_missing_runs_and_names_the_command(tmp_path):
     assert "harness table2 --preset tiny" in md
     data = json.loads((tmp_path / "table2.json").read_text())
     assert data["rows"][1]["ours"] is None and data["rows"][0]["runs"] == ["runs/x"]
+
+
+def test_table1_smoke_end_to_end(tmp_path, monkeypatch):
+    """The main job on the smoke preset: every row is run (data, 7 pretext tasks, fine-tunes,
+    the store, G_l+G_r), each number comes from a finished run folder that exists, and a second
+    call reuses them all."""
+    from pathlib import Path
+
+    from click.testing import CliRunner
+
+    from harness.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HARNESS_RUNS", raising=False)
+    result = CliRunner().invoke(main, ["table1", "--preset", "smoke"])
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "tables/generated/smoke/table1.json").read_text())
+    assert [r["key"] for r in data["rows"]] == ["alexnet_ran", "alexnet_pre", "track", "shuffle", "pose", "sort",
+                                                "oddoneout", "motion", "predict", "gl+gr"]
+    for row in data["rows"]:
+        assert 0.0 <= row["ours"] <= 100.0
+        (run,) = row["runs"]
+        final = json.loads((Path(run) / "final.json").read_text())
+        assert row["ours"] == 100.0 * final["value"]
+    stamps = {r["runs"][0]: (Path(r["runs"][0]) / "final.json").stat().st_mtime_ns for r in data["rows"]}
+    again = CliRunner().invoke(main, ["table1", "--preset", "smoke"])
+    assert again.exit_code == 0, again.output
+    assert stamps == {run: (Path(run) / "final.json").stat().st_mtime_ns for run in stamps}
