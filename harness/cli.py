@@ -187,7 +187,8 @@ def cache_teachers(preset, seed, fmt, store, views, teachers, data_root, info_pa
 @main.command()
 @click.option("--method", required=True, metavar="METHOD",
               help="Distillation method: a Table 2 row (fusion, ensemble, kd, mmgd, gl, feat, gr, "
-                   "mmgd+gr, gl+gr) or 'student' (labels only). The registry is harness.distill.methods.METHODS.")
+                   "mmgd+gr, gl+gr), 'staged-kd' (an extra row: our interpretation of staged KD from its "
+                   "abstract) or 'student' (labels only). The registry is harness.distill.methods.METHODS.")
 @preset_option
 @seed_option
 @click.option("--store", type=click.Path(), default=None,

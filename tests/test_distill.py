@@ -118,6 +118,98 @@ def test_method_losses_golden_and_weighted_as_eq2(name):
         assert float(terms[key]) == pytest.approx(float(value), rel=1e-5), key
 
 
+# staged-kd on the same batch (golden values printed once from this code, as above). "default":
+# no label is replaced (the consensus at T = 4 stays far below tau = 0.9); "replacing": T = 1,
+# tau = 0.35 replaces the labels of items 1 and 2 (consensus argmax 3 and 1, labels 2 and 3).
+STAGED_SETTINGS = {"default": MethodSettings(), "replacing": MethodSettings(staged_tau=0.35, staged_temperature=1.0)}
+STAGED_GOLDEN = {
+    "default": {"ce": 0.5614, "kd": 0.0461, "stage1/kl": 0.2391, "stage2/kl": 0.2380, "stage3/kl": 0.2400,
+                "stage4/kl": 0.2401},
+    "replacing": {"ce": 0.5498, "kd": 0.0301, "stage1/kl": 0.2391, "stage2/kl": 0.2380, "stage3/kl": 0.2400,
+                  "stage4/kl": 0.2401},
+}
+STAGED_REPLACED = {"default": 0.0, "replacing": 2 / 3}
+
+
+@pytest.mark.parametrize("case", list(STAGED_GOLDEN))
+def test_staged_kd_losses_golden_and_derived_from_the_loss_modules(case):
+    import dataclasses
+
+    import torch.nn.functional as F
+
+    from harness.distill.losses.feature_kl import feature_kl
+
+    ctx, tb, x = _tiny_batch()
+    ctx = dataclasses.replace(ctx, student_stage_channels=(8, 24, 48, 32))   # smoke AlexNet conv1..conv4
+    s = STAGED_SETTINGS[case]
+    torch.manual_seed(0)
+    student = build_model("alexnet", 4, "smoke").eval()
+    method = build_method("staged-kd", ctx, s)
+    with torch.no_grad():
+        _, whole = method(student, x, tb)             # no set_epoch: the whole-student objective
+        stats = method.stats()
+        method.set_epoch(1, 12)                       # tiny schedule, epoch 2: cascade phase 2
+        _, phase2 = method(student, x, tb)
+    assert {k: round(float(v), 4) for k, v in whole.items()} == pytest.approx(STAGED_GOLDEN[case], abs=2e-4)
+    assert stats == {"staged/phase": 5.0, "staged/replaced": pytest.approx(STAGED_REPLACED[case])}
+    assert set(phase2) == {"stage1/kl", "stage2/kl"}
+
+    # Independently: each block's ReLU output (smoke has no batch norm: features 1, 4, 7, 9 are
+    # the ReLUs), pooled to the teachers' 3x3, 1x1 conv with the method's adapter weights,
+    # feature_kl averaged over teachers; consensus, refined target, soft CE and KD by hand.
+    with torch.no_grad():
+        feats = student.features
+        maps = [feats[:2](x), feats[:5](x), feats[:8](x), feats[:10](x)]
+        out = student.forward_features(x)
+        for j, m in enumerate(maps):
+            kls = []
+            for k, t in enumerate(tb.conv4):
+                conv = method.substages.adapters[j][k]
+                kls.append(feature_kl(F.conv2d(F.adaptive_avg_pool2d(m, 3), conv.weight, conv.bias), t).mean())
+            expect = s.beta * torch.stack(kls).mean()
+            assert float(whole[f"stage{j + 1}/kl"]) == pytest.approx(float(expect), rel=1e-5)
+            if j < 2:
+                assert float(phase2[f"stage{j + 1}/kl"]) == pytest.approx(float(expect) / s.beta, rel=1e-5)
+        temp = s.staged_temperature
+        q = torch.softmax(tb.logits / temp, -1).mean(1)
+        conf, top = q.max(1)
+        label = torch.where((conf >= s.staged_tau) & (top != tb.target), top, tb.target)
+        target = (1 - s.staged_alpha) * F.one_hot(label, 4).float() + s.staged_alpha * q
+        ce = -(target * out.logits.log_softmax(-1)).sum(-1).mean()
+        kd = temp**2 * (q * (q.log() - (out.logits / temp).log_softmax(-1))).sum(-1).mean()
+    assert float(whole["ce"]) == pytest.approx((1 - s.lam) * float(ce), rel=1e-5)
+    assert float(whole["kd"]) == pytest.approx(s.lam * float(kd), rel=1e-5)
+
+
+def test_staged_kd_smoke_run_follows_the_cascade_and_resumes(smoke_store, tmp_path):
+    """The smoke preset's 2 epochs: the cascade is shortened to one epoch (phase 4, all four
+    substages, no CE), then one whole-student epoch; a killed 3-epoch run resumes exactly."""
+    run = distill("staged-kd", "smoke", 0, smoke_store, runs_root=tmp_path / "a", progress=False)
+    final = run.final()
+    assert final["label"] == "Staged KD (interpretation from the abstract)" and 0.0 <= final["value"] <= 1.0
+    assert final["artifacts"] == {"staged_stages": ["conv1", "conv2", "conv3", "conv4"], "staged_phases": [4, 5]}
+    rows = [json.loads(line) for line in (run.path / "metrics.jsonl").read_text().splitlines()]
+    stages = {f"stage{j}/kl" for j in range(1, 5)}
+    assert stages <= set(rows[0]) and not {"ce", "kd", "staged/replaced"} & set(rows[0])
+    assert rows[0]["staged/phase"] == 4.0
+    assert stages | {"ce", "kd", "staged/replaced"} <= set(rows[1]) and rows[1]["staged/phase"] == 5.0
+    assert 0.0 <= rows[1]["staged/replaced"] <= 1.0
+    for row in rows:   # the logged total is the sum of the loss terms only, not of the stats
+        terms = [v for k, v in row.items() if "/kl" in k or k in ("ce", "kd")]
+        assert row["loss"] == pytest.approx(sum(terms), rel=1e-5)
+
+    over = {"epochs": "3"}                                     # phases 2, 4, whole
+    whole = distill("staged-kd", "smoke", 1, smoke_store, overrides=over, runs_root=tmp_path / "b", progress=False)
+    part = distill("staged-kd", "smoke", 1, smoke_store, overrides=over, runs_root=tmp_path / "c", progress=False,
+                   stop_after_epoch=2)
+    assert not part.is_finished()
+    resumed = distill("staged-kd", "smoke", 1, smoke_store, overrides=over, runs_root=tmp_path / "c", progress=False)
+    a = torch.load(whole.path / "student.pt")
+    b = torch.load(resumed.path / "student.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert whole.final()["artifacts"]["staged_phases"] == resumed.final()["artifacts"]["staged_phases"] == [2, 4, 5]
+
+
 def test_unknown_method_is_a_one_line_error(smoke_store, tmp_path):
     from harness.distill.methods import MethodError
 

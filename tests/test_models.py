@@ -113,6 +113,31 @@ def test_alexnet_paper_real_forward_batch1():
     assert out.conv4.shape == (1, 256, 13, 13) and out.logits.shape == (1, 1000)
 
 
+@pytest.mark.parametrize("preset", ["smoke", "tiny", "paper"])
+def test_alexnet_forward_stages_equals_forward_features(preset):
+    """forward_stages (staged-kd's substages conv1..conv4) adds maps, changes nothing else."""
+    torch.manual_seed(0)
+    model = build_model("alexnet", 5, preset).eval()      # tiny has batch norm, smoke and paper do not
+    keys = list(model.state_dict())
+    size = 64 if preset == "paper" else MODEL_PRESETS[preset].input_size   # any size works for the check
+    x = make_input(model, 2, size)
+    with torch.no_grad():
+        out = model.forward_features(x)
+        staged, relu_maps = model.forward_stages(x)
+        pooled, pool_maps = model.forward_stages(x, "pool")
+    for other in (staged, pooled):
+        assert all(torch.equal(a, b) for a, b in zip(out, other))   # logits, conv4, embedding
+    assert list(model.state_dict()) == keys
+    assert [m.shape[1] for m in relu_maps] == list(model.stage_channels) == [m.shape[1] for m in pool_maps]
+    assert torch.equal(relu_maps[-1], out.conv4) and torch.equal(pool_maps[-1], out.conv4)
+    for j in (0, 1):   # conv1 and conv2 are followed by MaxPool(3, 2); "pool" taps after it
+        assert torch.equal(pool_maps[j], nn.functional.max_pool2d(relu_maps[j], 3, 2))
+        assert (relu_maps[j] >= 0).all()
+    assert torch.equal(relu_maps[2], pool_maps[2])
+    with pytest.raises(ModelError, match="stage point must be one of relu, pool"):
+        model.forward_stages(x, "conv5")
+
+
 @pytest.mark.parametrize("arch,conv4_conv", [("alexnet", "features.8"), ("vgg19_teacher", "features.25")])
 def test_conv4_is_the_relu_of_the_named_conv(arch, conv4_conv):
     torch.manual_seed(0)

@@ -49,3 +49,22 @@ def test_table1_smoke_end_to_end(tmp_path, monkeypatch):
     again = CliRunner().invoke(main, ["table1", "--preset", "smoke"])
     assert again.exit_code == 0, again.output
     assert stamps == {run: (Path(run) / "final.json").stat().st_mtime_ns for run in stamps}
+
+
+def test_staged_kd_is_an_extra_table2_row_without_paper_numbers(tmp_path):
+    import csv
+
+    from harness.distill.methods import METHODS
+
+    spec = METHODS["staged-kd"]
+    assert spec.table2 and "interpretation" in spec.label and "staged-kd" not in paper_numbers(2)
+    rows = [MeasuredRow("gl+gr", "G_l+G_r", 41.25, "acc"),
+            MeasuredRow("staged-kd", spec.label, 37.5, "acc", runs=["runs/s"], note=spec.notes)]
+    md = render(2, rows, "synth-tiny split 1", "harness table2 --preset tiny", tmp_path)
+    assert f"| Staged KD (interpretation from the abstract) | 37.5 |  |  |  | {spec.notes} |" in md
+    assert "| G_l+G_r | 41.2 | 68.9 | 35.1 | 62.6 |" in md
+    data = json.loads((tmp_path / "table2.json").read_text())
+    assert data["rows"][1]["paper"] == {"ucf101": None, "hmdb51": None, "ccv": None}
+    with open(tmp_path / "table2.csv", newline="") as fh:
+        last = list(csv.DictReader(fh))[-1]
+    assert last["ours"] == "37.5" and last["paper_ucf101"] == last["paper_hmdb51"] == last["paper_ccv"] == ""

@@ -8,6 +8,10 @@ is one line in ``METHODS``; a new part is one class in ``PARTS``.
 
 The objective (METHOD.md, Eq. 2-4 and 10): ``L = (1 - lambda) * CE + lambda * (logit terms)
 + beta * (representation terms) + (graph regularisers)``.
+
+``staged-kd`` is not a Table 2 row of the paper but an extra one: our interpretation of the
+staged-KD abstract (Wang & Tang 2023), a method whose objective changes with the epoch
+(``Method.set_epoch``); see ``StagedKD`` and ``harness.distill.staged``.
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ import torch
 from torch import nn
 
 from harness.distill.graphs import LogitsGraph, MMGDGraph, RepresentationGraph, UniformFeatureDistill
-from harness.distill.losses.ce import classification_loss
-from harness.distill.losses.kd import kd_multi
+from harness.distill.losses.ce import classification_loss, soft_cross_entropy
+from harness.distill.losses.kd import kd_multi, kd_to_distribution
+from harness.distill.losses.pseudo_label import refine_labels
+from harness.distill.staged import STAGE_NAMES, SubstageDistill, cascade_phase
 from harness.errors import HarnessError
 from harness.models.common import ModelOutput
 
@@ -48,6 +54,7 @@ class MethodContext:
     student_channels: int
     multilabel: bool = False
     ground_cost: torch.Tensor | None = None   # (C, C) EM ground cost from class prototypes
+    student_stage_channels: tuple = ()        # channels of the student's conv1..conv4 (staged-kd)
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,15 @@ class MethodSettings:
     gr_seed: int = 0                       # count-sketch h, s (saved with the run)
     gr_sketch: str = "per_teacher"         # "per_teacher" | "shared"
     feat_temperatures: tuple = (1.0,)
+    # staged-kd (an interpretation from the abstract; lam and beta above weight its KD and
+    # substage terms in the whole-student epochs)
+    staged_phase_epochs: int = 1           # epochs per cascade phase (shortened in short runs; 0 = no cascade)
+    staged_alpha: float = 0.3              # weight of the teachers' consensus in the refined target
+    staged_tau: float = 0.9                # consensus confidence at which a disagreeing label is replaced
+    staged_temperature: float = 4.0        # T of the consensus softmax (pseudo-labels and KD)
+    staged_feature_temperature: float = 1.0   # T of feature_kl's softmax over positions
+    staged_channel_reduction: str = "mean"    # feature_kl over channels: "mean" | "sum"
+    staged_stage_point: str = "relu"       # substage map: "relu" (before conv1/conv2's pool) | "pool" (after)
 
 
 # ---- parts ------------------------------------------------------------------------------
@@ -200,9 +216,20 @@ class Method(nn.Module):
     """A Table 2 row. ``forward`` trains; ``predict`` gives the scores evaluated at video level."""
 
     trains_student: bool = True
+    # True when some parameters get no gradient in some steps (DDP must then look for them)
+    partial_graph: bool = False
 
     def forward(self, student: nn.Module, x: torch.Tensor, tb: TeacherBatch):  # pragma: no cover
         raise NotImplementedError
+
+    def set_epoch(self, epoch: int, epochs: int) -> None:
+        """Called by the runner at the start of every epoch (0-based) of a run of ``epochs``,
+        resumed ones included; methods whose objective follows a schedule read it here."""
+
+    def stats(self) -> dict[str, float]:
+        """Numbers about the last training step that are logged beside the loss terms (mean
+        over the epoch) but are not part of the loss."""
+        return {}
 
     @torch.no_grad()
     def predict(self, student: nn.Module, x: torch.Tensor, tb: TeacherBatch) -> torch.Tensor:
@@ -273,6 +300,78 @@ class Ensemble(Method):
         return self.head(self._features(tb))
 
 
+class StagedKD(Method):
+    """Staged KD, our interpretation of Wang & Tang 2023 from its abstract (docs/DISTILL.md).
+
+    P substages (the student's conv1..conv4), each with the loss L_j of
+    ``harness.distill.staged`` against the teachers' cached conv4 maps. Phase p = 1..P of
+    the cascade (``cascade_phase``) trains
+
+        L = sum_{j <= p} L_j                 (no CE, no KD: blocks after p get no gradient)
+
+    and the epochs after the cascade train the whole student with
+
+        L = (1 - lambda) CE_soft(z_s, r) + lambda T^2 KL(q || softmax(z_s / T)) + beta sum_j L_j
+
+    q the teachers' consensus and r the refined labels (``refine_labels``).
+    """
+
+    partial_graph = True
+
+    def __init__(self, ctx: MethodContext, s: MethodSettings):
+        super().__init__()
+        if ctx.multilabel:
+            raise MethodError("staged-kd: the pseudo-label refinement is single-label only, and this store is "
+                              "multi-label; use another method for it")
+        if len(ctx.student_stage_channels) != len(STAGE_NAMES):
+            raise MethodError(f"staged-kd: needs the channels of the student's {len(STAGE_NAMES)} conv blocks "
+                              f"(MethodContext.student_stage_channels), got {ctx.student_stage_channels!r}")
+        for key, value, choices in (("staged_stage_point", s.staged_stage_point, ("relu", "pool")),
+                                    ("staged_channel_reduction", s.staged_channel_reduction, ("mean", "sum"))):
+            if value not in choices:
+                raise MethodError(f"staged-kd: {key}={value!r} is not one of {', '.join(choices)}")
+        if s.staged_phase_epochs < 0:
+            raise MethodError(f"staged-kd: staged_phase_epochs must be >= 0, got {s.staged_phase_epochs}")
+        self.substages = SubstageDistill(ctx.student_stage_channels, ctx.teacher_channels,
+                                         s.staged_feature_temperature, s.staged_channel_reduction)
+        self.num_stages = len(STAGE_NAMES)
+        self.settings = s
+        self.phase = self.num_stages + 1    # whole student until the runner says otherwise
+        self.epochs = 0
+        self._stats: dict[str, float] = {}
+
+    def set_epoch(self, epoch: int, epochs: int) -> None:
+        self.epochs = epochs
+        self.phase = cascade_phase(epoch, epochs, self.num_stages, self.settings.staged_phase_epochs)
+
+    def forward(self, student, x, tb):
+        s = self.settings
+        out, maps = student.forward_stages(x, s.staged_stage_point)
+        cascade = self.phase <= self.num_stages
+        kl = self.substages(maps, tb.conv4, self.phase if cascade else self.num_stages)
+        self._stats = {"staged/phase": float(self.phase)}
+        # In the cascade the substage losses are the whole objective (weight 1); beta only
+        # balances them against CE and KD in the whole-student epochs.
+        weight = 1.0 if cascade else s.beta
+        terms = {f"stage{j + 1}/kl": weight * value for j, value in enumerate(kl)}
+        if cascade:
+            return out.logits, terms
+        refined = refine_labels(tb.logits.float(), tb.target, s.staged_alpha, s.staged_tau, s.staged_temperature)
+        self._stats["staged/replaced"] = float(refined.replaced.float().mean())
+        logits = out.logits.float()
+        return out.logits, {"ce": (1.0 - s.lam) * soft_cross_entropy(logits, refined.target),
+                            "kd": s.lam * kd_to_distribution(logits, refined.consensus, s.staged_temperature),
+                            **terms}
+
+    def stats(self):
+        return dict(self._stats)
+
+    def artifacts(self):
+        p = self.settings.staged_phase_epochs
+        return {"staged_stages": list(STAGE_NAMES),
+                "staged_phases": [cascade_phase(e, self.epochs, self.num_stages, p) for e in range(self.epochs)]}
+
+
 def _student(*parts: str) -> Callable[[MethodContext, MethodSettings], Method]:
     return lambda ctx, s: StudentMethod(("ce", *parts), ctx, s)
 
@@ -297,6 +396,11 @@ METHODS: dict[str, MethodSpec] = {
     "gr": MethodSpec("Feature graph distill (G_r)", _student("gr")),
     "mmgd+gr": MethodSpec("MMGD+G_r", _student("mmgd", "gr")),
     "gl+gr": MethodSpec("G_l+G_r", _student("gl", "gr")),
+    # Not a row of the paper's Table 2 (no paper number): an extra row.
+    "staged-kd": MethodSpec("Staged KD (interpretation from the abstract)", StagedKD,
+                            "not in the paper's Table 2; our reading of Wang & Tang 2023 (arXiv 2307.05201) from its "
+                            "abstract only; every substage is paired with the teachers' conv4, the one stage the "
+                            "store caches"),
     "student": MethodSpec("Student, labels only (no teacher)", _student(), table2=False),
 }
 

@@ -190,7 +190,8 @@ def _train_run(run: RunDir, run_config: dict, method: str, preset: str, seed: in
                            f"{(s_h, s_w)}; rebuild the cache for this preset")
     ctx = MethodContext(num_classes=len(classes), teacher_names=names,
                         teacher_channels=[st.field(f"teachers/{n}/conv4").item_shape[1] for n in names],
-                        student_channels=s_c, multilabel=multilabel, ground_cost=ground_cost(st, names))
+                        student_channels=s_c, multilabel=multilabel, ground_cost=ground_cost(st, names),
+                        student_stage_channels=tuple(student.stage_channels))
     meth = build_method(method, ctx, cfg.method)
     model = _Trainable(student, meth).to(device)
     params = [p for p in (model.parameters() if meth.trains_student else meth.parameters()) if p.requires_grad]
@@ -209,9 +210,10 @@ def _train_run(run: RunDir, run_config: dict, method: str, preset: str, seed: in
         start_epoch = state["epoch"] + 1
     train_model = model
     if world > 1 and params:
-        # methods that train a head on teacher features leave the student's parameters unused
+        # methods that train a head on teacher features leave the student's parameters unused,
+        # and staged-kd's cascade phases leave the later blocks and the classifier unused
         train_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
-                                                          find_unused_parameters=not meth.trains_student)
+                                                          find_unused_parameters=not meth.trains_student or meth.partial_graph)
 
     fields = ["frames", "views", "label", *[f"teachers/{n}/{k}" for n in names for k in ("conv4", "logits")]]
     reader = StreamingReader(st, fields, cfg.batch_size, split="train", shuffle=True, seed=seed,
@@ -222,6 +224,7 @@ def _train_run(run: RunDir, run_config: dict, method: str, preset: str, seed: in
     t0 = time.time()
     for epoch in range(start_epoch, epochs):
         reader.set_epoch(epoch)
+        meth.set_epoch(epoch, epochs)   # a schedule that depends only on the epoch number survives resuming
         train_model.train()
         sums: dict[str, float] = {}
         n_batches = 0
@@ -241,6 +244,8 @@ def _train_run(run: RunDir, run_config: dict, method: str, preset: str, seed: in
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
             sums["loss"] = sums.get("loss", 0.0) + float(loss.detach())
+            for k, v in meth.stats().items():     # logged, not part of the loss
+                sums[k] = sums.get(k, 0.0) + float(v)
             n_batches += 1
         sched.step()
         row = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], "batches": n_batches,

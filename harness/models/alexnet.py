@@ -7,7 +7,7 @@ import dataclasses
 import torch
 from torch import nn
 
-from harness.models.common import Backbone, ModelOutput, conv_out, register_model, scaled
+from harness.models.common import Backbone, ModelError, ModelOutput, conv_out, register_model, scaled
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +60,13 @@ class AlexNet(Backbone):
                   *conv(c[0], c[1], 5, padding=2), nn.MaxPool2d(3, 2),
                   *conv(c[1], c[2], 3, padding=1), *conv(c[2], c[3], 3, padding=1)]
         self._conv4_end = len(layers)        # features[:_conv4_end] ends with conv4's ReLU
+        # Substage taps of forward_stages (conv1..conv4): features[:end] ends with the block's
+        # ReLU ("relu") or with the max pool that follows it where there is one ("pool").
+        relu_ends = [i + 1 for i, m in enumerate(layers) if isinstance(m, nn.ReLU)]
+        self._stage_ends = {
+            "relu": tuple(relu_ends),
+            "pool": tuple(e + 1 if e < len(layers) and isinstance(layers[e], nn.MaxPool2d) else e for e in relu_ends),
+        }
         layers += [*conv(c[3], c[4], 3, padding=1), nn.MaxPool2d(3, 2)]
         self.features = nn.Sequential(*layers)
         self.avgpool = nn.AdaptiveAvgPool2d((config.pool_size, config.pool_size))
@@ -73,12 +80,36 @@ class AlexNet(Backbone):
             nn.Linear(config.hidden, num_classes),
         )
         self.conv4_channels = c[3]
+        self.stage_channels = tuple(c[:4])   # conv1..conv4, the substages of forward_stages
         self.embedding_dim = config.hidden
         self.clip_length = 1
 
     def forward_features(self, x: torch.Tensor) -> ModelOutput:
         self._check_image_input(x)
-        conv4 = self.features[:self._conv4_end](x)
+        return self._head(self.features[:self._conv4_end](x))
+
+    def forward_stages(self, x: torch.Tensor, point: str = "relu") -> tuple[ModelOutput, list[torch.Tensor]]:
+        """``forward_features(x)`` plus the output of each conv block up to conv4 (4 maps).
+
+        ``point="relu"``: each block's activation after its ReLU, before the max pool that
+        follows conv1 and conv2 (the same point conv4 is taken at); ``point="pool"``: after
+        that pool. conv3 and conv4 have no pool, so both points agree there and the last map
+        is always ``conv4``. Same layers in the same order as ``forward_features``, so its
+        logits and conv4 are identical.
+        """
+        self._check_image_input(x)
+        if point not in self._stage_ends:
+            raise ModelError(f"alexnet: stage point must be one of {', '.join(self._stage_ends)}, got {point!r}")
+        ends = self._stage_ends[point]
+        stages, h, start = [], x, 0
+        for end in ends:
+            h = self.features[start:end](h)
+            stages.append(h)
+            start = end
+        return self._head(self.features[start:self._conv4_end](h)), stages
+
+    def _head(self, conv4: torch.Tensor) -> ModelOutput:
+        """conv5, pool, classifier from the conv4 activation."""
         h = self.avgpool(self.features[self._conv4_end:](conv4))
         embedding = self.classifier[:6](torch.flatten(h, 1))
         return ModelOutput(self.classifier[6](embedding), conv4, embedding)

@@ -4,6 +4,8 @@ Single-label (UCF101, HMDB51): ``CE = -log softmax(z)_y`` per example.
 Multi-label (CCV, multi-hot targets y in {0,1}^C):
 ``BCE = -(1/C) sum_c [y_c log sigmoid(z_c) + (1 - y_c) log(1 - sigmoid(z_c))]`` per example,
 computed from logits in the numerically stable form.
+Soft targets (staged-KD's refined labels, rows of a distribution r):
+``CE_soft = -sum_c r_c log softmax(z)_c`` per example (= CE when r is one-hot).
 """
 
 from __future__ import annotations
@@ -62,3 +64,18 @@ def classification_loss(logits: torch.Tensor, target: torch.Tensor, reduction: s
     if isinstance(target, torch.Tensor) and target.dim() == 2:
         return bce_multilabel(logits, target, reduction)
     return cross_entropy(logits, target, reduction)
+
+
+def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy against a soft target: ``-(target * log_softmax(logits)).sum(-1)``.
+
+    logits and target (B, C); each target row is a distribution (not checked: callers build it).
+    """
+    check_shape(_WHERE, "logits", logits, 2)
+    check_shape(_WHERE, "target", target, 2)
+    if target.shape != logits.shape:
+        raise LossInputError(
+            f"{_WHERE}: soft target shape {tuple(target.shape)} != logits {tuple(logits.shape)}"
+        )
+    per = -(target.to(logits.dtype) * F.log_softmax(logits, dim=-1)).sum(-1)
+    return _reduce(per, reduction)

@@ -7,6 +7,8 @@ Per example, for teacher logits t and student logits s (C classes) at temperatur
 
 The T^2 factor keeps the gradient scale independent of T (Hinton et al., Sec. 2).
 "KD (uniform)" of Table 2: ``(1/K) sum_k KD_{T_k}(s, t_k)`` with one temperature per teacher.
+``kd_to_distribution(s, p, T) = T^2 KL(p || softmax(s / T))`` takes the target distribution p
+itself (staged KD: the teachers' consensus, already softened at T).
 Teachers are frozen targets: their logits are used as given (detach them upstream if needed).
 """
 
@@ -89,4 +91,32 @@ def kd_multi(
     # p * (log p - log q); exp(log_p) keeps exact zeros harmless (0 * finite = 0).
     kl = (log_p.exp() * (log_p - log_q)).sum(-1)                # (B, K)
     per = (t.view(1, k) ** 2 * kl).mean(1)                       # (B,)
+    return per.mean() if reduction == "mean" else per
+
+
+def kd_to_distribution(
+    student_logits: torch.Tensor,
+    target_probs: torch.Tensor,
+    temperature: float = 4.0,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """``T^2 * KL(p || softmax(s/T))`` per example for a given target distribution p (B, C).
+
+    The target is used as given: soften it at the same T upstream (e.g. the mean of the
+    teachers' ``softmax(t_k / T)``). ``reduction``: "mean" over the batch or "none" (B,).
+    """
+    check_positive(_WHERE, "temperature", temperature)
+    check_shape(_WHERE, "student_logits", student_logits, 2)
+    check_shape(_WHERE, "target_probs", target_probs, 2)
+    if student_logits.shape != target_probs.shape:
+        raise LossInputError(
+            f"{_WHERE}: student logits {tuple(student_logits.shape)} and target distribution "
+            f"{tuple(target_probs.shape)} differ in shape"
+        )
+    if reduction not in ("mean", "none"):
+        raise LossInputError(f"{_WHERE}: reduction must be 'mean' or 'none', got {reduction!r}")
+    p = target_probs.to(student_logits.dtype)
+    log_q = F.log_softmax(student_logits / temperature, dim=-1)
+    # xlogy gives 0 * log 0 = 0 where the target has exact zeros.
+    per = temperature**2 * (torch.xlogy(p, p) - p * log_q).sum(-1)
     return per.mean() if reduction == "mean" else per
