@@ -70,16 +70,17 @@ def _tiny_batch(num_classes=4, k=4, b=3):
 # smoke student in eval mode (printed once from this code when the runner landed). They pin
 # regressions; the test below also re-derives every term from the loss modules called
 # directly, weighted as Eq. 2 / 10 say, so the numbers are not only checked against themselves.
+# (gr terms re-printed when G_r switched to vertex_scale="unit_rms".)
 GOLDEN = {
     "student": {"ce/ce": 1.4108},
     "kd": {"ce/ce": 0.5643, "kd/kd": 0.2211},
     "mmgd": {"ce/ce": 0.5643, "mmgd/logit": 12.5280, "mmgd/repr": 2.3095, "mmgd/graph_reg": 0.0003},
     "gl": {"ce/ce": 0.5643, "gl/logit": 0.0320, "gl/graph_reg": 0.0000},
     "feat": {"ce/ce": 1.4108, "feat/repr": 0.2563},
-    "gr": {"ce/ce": 1.4108, "gr/repr": 0.1515, "gr/graph_reg": 0.0000},
+    "gr": {"ce/ce": 1.4108, "gr/repr": 0.1781, "gr/graph_reg": 0.0000},
     "mmgd+gr": {"ce/ce": 0.5643, "mmgd/logit": 12.5280, "mmgd/repr": 2.3095, "mmgd/graph_reg": 0.0003,
-                "gr/repr": 0.1515, "gr/graph_reg": 0.0000},
-    "gl+gr": {"ce/ce": 0.5643, "gl/logit": 0.0320, "gl/graph_reg": 0.0000, "gr/repr": 0.1515,
+                "gr/repr": 0.1781, "gr/graph_reg": 0.0000},
+    "gl+gr": {"ce/ce": 0.5643, "gl/logit": 0.0320, "gl/graph_reg": 0.0000, "gr/repr": 0.1781,
               "gr/graph_reg": 0.0000},
     "ensemble": {"ce": 1.4630},
 }
@@ -110,7 +111,7 @@ def test_method_losses_golden_and_weighted_as_eq2(name):
         graph = LogitsGraph(4, [s.gl_temperatures[0]] * 4, em_eps=s.em_eps, em_iters=s.em_iters, em_grad=s.em_grad)
         direct["gl/logit"] = s.lam * graph(tb.logits, out.logits, ctx.ground_cost)["logit"]
     if "gr" in parts:
-        graph = RepresentationGraph([16] * 4, 32, d=32, seed=s.gr_seed)
+        graph = RepresentationGraph([16] * 4, 32, d=32, seed=s.gr_seed, vertex_scale=s.gr_vertex_scale)
         direct["gr/repr"] = s.beta * graph(tb.conv4, out.conv4)["repr"]
     if "feat" in parts:
         direct["feat/repr"] = s.beta * UniformFeatureDistill([16] * 4, 32)(tb.conv4, out.conv4)["repr"]

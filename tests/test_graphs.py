@@ -205,7 +205,7 @@ def test_mmgd_matches_naive_reimplementation():
 # ---------------------------------------------------------------- representation graph
 
 
-def naive_vertex(rm, rn, sk_m, sk_n, d, temp):
+def naive_vertex(rm, rn, sk_m, sk_n, d, temp, scale=1.0):
     """Explicit outer product per location, count-sketched with hash (h_m + h_n) mod d and
     sign s_m s_n, then signed sqrt, l2 over the d channels per location, softmax over S."""
     cm, s = rm.shape
@@ -216,13 +216,16 @@ def naive_vertex(rm, rn, sk_m, sk_n, d, temp):
         v[idx, loc] += float(sk_m.s[i] * sk_n.s[j]) * rm[i, loc] * rn[j, loc]
     v = np.sign(v) * np.sqrt(np.abs(v))
     v = v / np.linalg.norm(v, axis=0, keepdims=True)
-    return np_softmax(v / temp, axis=1)
+    return np_softmax(v * scale / temp, axis=1)
 
 
-def test_representation_graph_matches_naive_pipeline():
+@pytest.mark.parametrize("vertex_scale", ["unit_rms", "none"])
+def test_representation_graph_matches_naive_pipeline(vertex_scale):
     chans, cs, d = [3, 2, 4, 3], 5, 8
     temps = [0.05, 0.1, 0.2, 0.5, 1.0, 2.0]
-    graph = RepresentationGraph(chans, cs, d=d, temperatures=temps, seed=1, sqrt_eps=1e-14).double()
+    graph = RepresentationGraph(chans, cs, d=d, temperatures=temps, seed=1, sqrt_eps=1e-14,
+                                vertex_scale=vertex_scale).double()
+    scale = np.sqrt(d) if vertex_scale == "unit_rms" else 1.0
     assert graph.num_vertices == 6 and graph.pairs == list(itertools.combinations(range(4), 2))
     with torch.no_grad():
         graph.g_r.copy_(torch.tensor([0.3, -0.2, 1.0, 0.0, 0.5, -1.0], dtype=D64))
@@ -239,12 +242,35 @@ def test_representation_graph_matches_naive_pipeline():
         pooled = [tm[b].numpy().reshape(tm.shape[1], 2, 2, 2, 2).mean((2, 4)).reshape(tm.shape[1], 4) for tm in tmaps]
         xs = np_softmax(smap[b].numpy().reshape(cs, 4), axis=1)
         for k, (m, n) in enumerate(graph.pairs):
-            dk = naive_vertex(pooled[m], pooled[n], graph.sketches[m], graph.sketches[n], d, temps[k])
+            dk = naive_vertex(pooled[m], pooled[n], graph.sketches[m], graph.sketches[n], d, temps[k], scale)
             ref += w_ref[k] * naive_mmd(xs, dk) / 2
     assert out["repr"].item() == pytest.approx(ref, rel=RTOL)
     assert out["graph_reg"].item() == 0.0
     out["repr"].backward()
     assert graph.g_r.grad is not None and torch.isfinite(graph.g_r.grad).all()
+
+
+def test_unit_rms_vertex_scale_keeps_vertices_informative_at_t1():
+    """The reason for ``vertex_scale="unit_rms"``: with Eq. 8 taken literally, l2-normalised
+    d = 128 vertices softmaxed over 49 positions at T = 1 are uniform to within 0.01 nats, so
+    G_r would ask the student for flat channels; scaled to unit RMS they keep a spatial shape."""
+    g = torch.Generator().manual_seed(0)
+    tmaps = [torch.rand(2, 16, 7, 7, generator=g) ** 4 for _ in range(4)]   # peaked, ReLU-like maps
+    ent = {}
+    for scale in ("none", "unit_rms"):
+        rg = RepresentationGraph([16] * 4, 8, d=128, seed=0, vertex_scale=scale)
+        v = rg.vertices(tmaps, (7, 7))
+        if scale == "unit_rms":
+            v = v * np.sqrt(128)
+        p = torch.softmax(v, -1)
+        ent[scale] = float(-(p * p.log()).sum(-1).mean())
+    assert np.log(49) - ent["none"] < 0.01
+    assert np.log(49) - ent["unit_rms"] > 0.2
+
+
+def test_vertex_scale_is_checked():
+    with pytest.raises(LossInputError, match="vertex_scale"):
+        RepresentationGraph([4, 4], 3, vertex_scale="sqrt")
 
 
 def test_representation_graph_state_dict_round_trip_and_options():
@@ -317,7 +343,8 @@ def test_golden_values_for_fixed_tiny_batch():
     assert v_gl == pytest.approx(ref_gl, rel=RTOL)
     assert v_gl == pytest.approx(GOLDEN_GL, rel=1e-9)
 
-    rg = RepresentationGraph([2, 3, 2, 2], 3, d=4, temperatures=0.5, seed=2018, sqrt_eps=1e-14).double()
+    rg = RepresentationGraph([2, 3, 2, 2], 3, d=4, temperatures=0.5, seed=2018, sqrt_eps=1e-14,
+                             vertex_scale="none").double()
     g = torch.Generator().manual_seed(2018)
     tmaps = [torch.rand(1, c, 2, 2, generator=g, dtype=D64) for c in (2, 3, 2, 2)]
     smap = torch.randn(1, 3, 2, 2, generator=g, dtype=D64)

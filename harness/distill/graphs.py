@@ -8,6 +8,7 @@ and sums them with lambda / beta. Teacher inputs are frozen cached tensors.
 from __future__ import annotations
 
 import itertools
+import math
 from typing import Sequence
 
 import torch
@@ -299,10 +300,19 @@ class RepresentationGraph(nn.Module):
     (normalise each location's d-vector; default) or "map" (the whole d x S map); MMD
     bandwidth ``mmd_sigma`` / ``mmd_multipliers``; ``gd_reg`` (default 0, not in the paper)
     pulls the vertex weights toward uniform like G_l's regulariser.
+
+    ``vertex_scale`` (our reading; Eq. 8 leaves the scale of V_k to T_k): after l2
+    normalisation over n entries (n = d for "location", d * S for "map") each entry is of order
+    1 / sqrt(n), so softmax(V_k / T_k) at T_k = 1 is uniform over the positions to within
+    1e-3 nats (d = 128, S = 49) and the MMD would pull every student channel towards a flat
+    map, which a ReLU map reaches by dying (the tiny student then stays at chance).
+    "unit_rms" (default) multiplies V_k by sqrt(n) first, so entries have unit RMS and T_k
+    keeps its usual meaning whatever d; "none" is Eq. 8 taken literally.
     """
 
     SKETCHES = ("per_teacher", "shared")
     L2_OVER = ("location", "map")
+    VERTEX_SCALES = ("unit_rms", "none")
 
     def __init__(
         self,
@@ -320,10 +330,12 @@ class RepresentationGraph(nn.Module):
         mmd_multipliers: Sequence[float] = (1.0,),
         gd_reg: float = 0.0,
         sqrt_eps: float = 1e-8,
+        vertex_scale: str = "unit_rms",
     ):
         super().__init__()
         check_choice(_WHERE, "sketch", sketch, self.SKETCHES)
         check_choice(_WHERE, "l2_over", l2_over, self.L2_OVER)
+        check_choice(_WHERE, "vertex_scale", vertex_scale, self.VERTEX_SCALES)
         check_positive(_WHERE, "student_temperature", student_temperature)
         chans = [int(c) for c in teacher_channels]
         if len(chans) < 2:
@@ -335,6 +347,7 @@ class RepresentationGraph(nn.Module):
         p = len(self.pairs)
         self.sketch_mode = sketch
         self.l2_over = l2_over
+        self.vertex_scale = vertex_scale
         self.student_temperature = float(student_temperature)
         self.mmd_sigma = mmd_sigma
         self.mmd_multipliers = tuple(float(v) for v in mmd_multipliers)
@@ -405,6 +418,8 @@ class RepresentationGraph(nn.Module):
         b = student_map.shape[0]
         v = self.vertices(teacher_maps, tuple(student_map.shape[-2:])).to(student_map.dtype)
         p, s = v.shape[1], v.shape[-1]
+        if self.vertex_scale == "unit_rms":
+            v = v * math.sqrt(self.d * (s if self.l2_over == "map" else 1))
         dk = torch.softmax(v / self.temperatures.to(v.dtype).view(1, p, 1, 1), dim=-1)   # (B, P, d, S)
         xs = positions_softmax(student_map, self.student_temperature)                     # (B, C_s, S)
         x = xs.unsqueeze(1).expand(b, p, xs.shape[1], s).reshape(b * p, xs.shape[1], s)

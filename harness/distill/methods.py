@@ -78,6 +78,7 @@ class MethodSettings:
     gr_temperatures: tuple = (1.0,)        # T_k of Eq. 8 per vertex
     gr_seed: int = 0                       # count-sketch h, s (saved with the run)
     gr_sketch: str = "per_teacher"         # "per_teacher" | "shared"
+    gr_vertex_scale: str = "unit_rms"      # "unit_rms" (V_k * sqrt(d) before softmax / T_k) | "none" (literal Eq. 8)
     feat_temperatures: tuple = (1.0,)
     # staged-kd (an interpretation from the abstract; lam and beta above weight its KD and
     # substage terms in the whole-student epochs)
@@ -181,7 +182,7 @@ class RepresentationGraphPart(Part):
         k = len(ctx.teacher_names)
         self.graph = RepresentationGraph(ctx.teacher_channels, ctx.student_channels, d=s.gr_d,
                                          temperatures=_per(s.gr_temperatures, k * (k - 1) // 2),
-                                         seed=s.gr_seed, sketch=s.gr_sketch)
+                                         seed=s.gr_seed, sketch=s.gr_sketch, vertex_scale=s.gr_vertex_scale)
         self.pairs = [(ctx.teacher_names[m], ctx.teacher_names[n]) for m, n in self.graph.pairs]
 
     def forward(self, out, tb):
