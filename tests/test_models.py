@@ -2,6 +2,7 @@
 recurrence, loss weighting and ConvLSTM. Oracles are hard-coded torchvision definitions,
 closed forms, torch.nn.LSTMCell and properties that follow from the paper's equations."""
 
+import dataclasses
 import math
 
 import pytest
@@ -417,6 +418,7 @@ def test_convlstm_has_no_peepholes_and_is_an_lstm():
     total += sum(r[l] * a[l] * kh * kh + a[l] for l in range(4))
     total += sum(2 * a[l] * a[l + 1] * ka * ka + a[l + 1] for l in range(3))
     total += r[3] * 3 + 3
+    total += 2 * r[3]                      # embedding_norm: BatchNorm1d weight and bias
     assert sum(p.numel() for p in model.parameters()) == total
     # with 1x1 kernels on a 1x1 map the ConvLSTM is torch.nn.LSTMCell (gate order i, f, g, o)
     torch.manual_seed(0)
@@ -440,10 +442,30 @@ def test_prednet_loss_reaches_all_but_the_head():
     model = build_model("prednet", 3, "smoke")
     prednet_loss(model.predict(make_input(model, 2, 32)).errors).backward()
     for name, p in model.named_parameters():
-        if name.startswith("classifier"):
+        if name.startswith(("classifier", "embedding_norm")):
             assert p.grad is None
         else:
             assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_prednet_embedding_norm_sits_between_pooled_r_and_classifier():
+    torch.manual_seed(0)
+    model = build_model("prednet", 3, "smoke").eval()
+    assert isinstance(model.embedding_norm, nn.BatchNorm1d)
+    with torch.no_grad():
+        model.embedding_norm.running_mean.fill_(0.5)
+        model.embedding_norm.running_var.fill_(4.0)
+        clip = make_input(model, 2, 32)
+        out = model.forward_features(clip)
+        top_r = model.predict(clip).r_states[-1]
+    emb = top_r.mean((2, 3))
+    torch.testing.assert_close(out.embedding, emb)
+    expect = model.classifier((emb - 0.5) / torch.sqrt(torch.tensor(4.0 + model.embedding_norm.eps)))
+    torch.testing.assert_close(out.logits, expect)
+    plain = PredNet(dataclasses.replace(model.config, embedding_norm="none"), 3, model.input_size)
+    assert not any(k.startswith("embedding_norm") for k in plain.state_dict())
+    with pytest.raises(ValueError, match="embedding_norm"):
+        PredNet(dataclasses.replace(model.config, embedding_norm="layer"), 3, model.input_size)
 
 
 def test_prednet_learns_a_constant_sequence():

@@ -482,7 +482,7 @@ def test_triplet_step_matches_a_naive_loop():
 
 # ---- predict ---------------------------------------------------------------------------------
 
-def test_predict_copy_last_baseline_matches_numpy():
+def test_predict_chance_and_copy_last_baseline_match_numpy():
     from harness.models import build_model
 
     t = task("predict")
@@ -496,14 +496,20 @@ def test_predict_copy_last_baseline_matches_numpy():
     px = batch["frames"].astype(np.float64) / 255.0
     copy = ((px[:, 1:] - px[:, :-1]) ** 2).mean(axis=(2, 3, 4)).sum()
     assert stats["se_copy"] == pytest.approx(copy, rel=1e-4)
+    future = px[:, 1:]
+    mean_colour = future.mean(axis=(0, 1, 2, 3), keepdims=True)   # (B, T, H, W, C): per channel
+    assert stats["se_mean"] == pytest.approx(((future - mean_colour) ** 2).mean(axis=(2, 3, 4)).sum(), rel=1e-4)
     assert stats["n"] == 3 * (t.clip_length - 1)
+    assert t.chance(stats) == pytest.approx(stats["se_mean"] / stats["n"])
+    assert t.baseline(stats) == pytest.approx(stats["se_copy"] / stats["n"])
+    assert task("sort").baseline(stats) is None
     with torch.no_grad():
         from harness.pretext.base import to_input
         clip = to_input(batch["frames"], 32).view(3, t.clip_length, 3, 32, 32)
         pred = model.predict(clip).predictions.numpy()
     se = ((pred[:, 1:] - px.transpose(0, 1, 4, 2, 3)[:, 1:]) ** 2).mean(axis=(2, 3, 4)).sum()
     assert stats["se_pred"] == pytest.approx(se, rel=1e-4)
-    assert t.chance(stats) == pytest.approx(copy / stats["n"], rel=1e-4)
+    assert t.baseline(stats) == pytest.approx(copy / stats["n"], rel=1e-4)
 
 
 # ---- every task: a few optimiser steps on one batch lower the loss --------------------------

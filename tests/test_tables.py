@@ -40,11 +40,24 @@ def test_table1_smoke_end_to_end(tmp_path, monkeypatch):
     data = json.loads((tmp_path / "tables/generated/smoke/table1.json").read_text())
     assert [r["key"] for r in data["rows"]] == ["alexnet_ran", "alexnet_pre", "track", "shuffle", "pose", "sort",
                                                 "oddoneout", "motion", "predict", "gl+gr"]
+    pretext_rows = {"track", "shuffle", "pose", "sort", "oddoneout", "motion", "predict"}
     for row in data["rows"]:
         assert 0.0 <= row["ours"] <= 100.0
-        (run,) = row["runs"]
+        run = row["runs"][0]
         final = json.loads((Path(run) / "final.json").read_text())
         assert row["ours"] == 100.0 * final["value"]
+        if row["key"] in pretext_rows:
+            # the pretext metric next to the fine-tuned accuracy comes from the pretraining run
+            # the fine-tune started from
+            (pre_run,) = row["runs"][1:]
+            metrics = json.loads((Path(pre_run) / "metrics.json").read_text())
+            assert metrics["task"] == row["key"] == row["pretext"]["task"]
+            assert row["pretext"]["value"] == metrics["metric"] and row["pretext"]["chance"] == metrics["chance"]
+            assert Path(final["init_summary"]["source"]).parent == Path(pre_run)
+        else:
+            assert len(row["runs"]) == 1 and row["pretext"] is None
+    md = (tmp_path / "tables/generated/smoke/table1.md").read_text()
+    assert "pretext metric, held-out" in md and "chance" in md
     stamps = {r["runs"][0]: (Path(r["runs"][0]) / "final.json").stat().st_mtime_ns for r in data["rows"]}
     again = CliRunner().invoke(main, ["table1", "--preset", "smoke"])
     assert again.exit_code == 0, again.output

@@ -35,7 +35,12 @@ class PredNetConfig:
     clip_length: frames per clip (nt); pixel_max: the SatLU ceiling in pixel space [0, 1];
     gate_activation: "sigmoid" or "hard_sigmoid" (Keras's clip(0.2x + 0.5, 0, 1), what the
     authors' released code uses); conv4_relu: pass the top R through a ReLU before it is
-    returned as ``conv4`` (off: R itself, in (-1, 1), is the paper's representation).
+    returned as ``conv4`` (off: R itself, in (-1, 1), is the paper's representation);
+    embedding_norm: "batchnorm" (default) puts a BatchNorm1d between the pooled top R and the
+    linear classifier, "none" feeds the pooled R straight in. Our adaptation: the pooled top R
+    of a frame-prediction PredNet varies little between videos (tanh outputs averaged over
+    positions), and a bare linear head on it stayed at chance through the tiny fine-tuning
+    budget (docs/FINETUNE.md).
     """
 
     stack: tuple[int, ...] = (3, 48, 96, 192)
@@ -47,6 +52,7 @@ class PredNetConfig:
     pixel_max: float = 1.0
     gate_activation: str = "sigmoid"
     conv4_relu: bool = False
+    embedding_norm: str = "batchnorm"
 
 
 class PredNetOutput(NamedTuple):
@@ -152,6 +158,9 @@ class PredNet(Backbone):
         self.a_convs = nn.ModuleList(
             nn.Conv2d(2 * a[l], a[l + 1], config.a_kernel, padding=config.a_kernel // 2) for l in range(n - 1)
         )
+        if config.embedding_norm not in ("batchnorm", "none"):
+            raise ValueError(f"prednet: embedding_norm must be 'batchnorm' or 'none', got {config.embedding_norm!r}")
+        self.embedding_norm = nn.BatchNorm1d(r[-1]) if config.embedding_norm == "batchnorm" else nn.Identity()
         self.classifier = nn.Linear(r[-1], num_classes)
         self.register_buffer("_mean", torch.tensor(IMAGENET_MEAN).view(1, 1, 3, 1, 1), persistent=False)
         self.register_buffer("_std", torch.tensor(IMAGENET_STD).view(1, 1, 3, 1, 1), persistent=False)
@@ -226,7 +235,7 @@ class PredNet(Backbone):
         if self.config.conv4_relu:
             conv4 = F.relu(conv4)
         embedding = conv4.mean(dim=(2, 3))
-        return ModelOutput(self.classifier(embedding), conv4, embedding)
+        return ModelOutput(self.classifier(self.embedding_norm(embedding)), conv4, embedding)
 
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the linear head by a freshly initialised one."""

@@ -71,6 +71,8 @@ class PretextTask:
     higher_is_better: ClassVar[bool] = True
     #: one sentence on how :meth:`chance` is obtained (written to metrics.json and the docs)
     chance_note: ClassVar[str] = ""
+    #: a stronger reference than chance, where the task has a classic one (``baseline``)
+    baseline_note: ClassVar[str] = ""
     #: the paper the task follows, and whether this is an interpretation
     reference: ClassVar[str] = ""
 
@@ -124,6 +126,11 @@ class PretextTask:
     def chance(self, stats: Stats) -> float:
         """The metric's chance level (default: uniform guess over ``num_outputs`` answers)."""
         return 1.0 / self.num_outputs
+
+    def baseline(self, stats: Stats) -> float | None:
+        """The metric of a classic non-learned baseline on the same items (``baseline_note``);
+        None where the task has none."""
+        return None
 
     num_outputs: int = 2
 

@@ -18,8 +18,10 @@ class PredictTask(PretextTask):
     1/(T-1) with t = 0 weighted 0). No head: PredNet is the whole model.
 
     Metric: mean squared error of the predicted frames t >= 1 in pixel space [0, 1] (lower is
-    better). Its reference level ("chance") is the copy-last-frame baseline: predicting frame
-    t as frame t-1, on the same frames.
+    better). "Chance" is a predictor that ignores the past: every pixel of frame t predicted by
+    the mean colour of the batch's target frames (per channel). The classic, much stronger
+    baseline is copy-last-frame (frame t predicted as frame t-1, Lotter et al.'s reference),
+    reported beside it as ``baseline``.
     """
 
     name = "predict"
@@ -27,9 +29,14 @@ class PredictTask(PretextTask):
     reference = "Lotter et al., ICLR 2017 (PredNet)"
     metric_name = "prediction MSE (pixels in [0,1], frames t>=1)"
     higher_is_better = False
-    chance_note = "MSE of the copy-last-frame baseline (frame t predicted as frame t-1) on the same clips"
+    chance_note = ("MSE of predicting every pixel of frame t by the mean colour (per channel) of the batch's "
+                   "frames t >= 1: a predictor that does not look at the past")
+    baseline_note = "MSE of the copy-last-frame baseline (frame t predicted as frame t-1) on the same clips"
 
-    train_presets = {"tiny": {"epochs": 5, "iters_per_epoch": 60, "batch_size": 8, "lr": 1e-3}}
+    # lr 3e-3 (not Lotter's 1e-3) and 600 iterations: within the tiny budget the error was still
+    # falling fast at 1e-3 (held-out MSE 0.0064 after 300 iterations; 0.0043 at 3e-3; 0.0035
+    # after 600 at 3e-3; docs/PRETEXT.md)
+    train_presets = {"tiny": {"epochs": 10, "iters_per_epoch": 60, "batch_size": 8, "lr": 3e-3}}
 
     @dataclasses.dataclass(frozen=True)
     class Knobs:
@@ -82,12 +89,18 @@ class PredictTask(PretextTask):
             pixels = pixel_space(clip)
             se_pred = ((out.predictions[:, 1:] - pixels[:, 1:]) ** 2).mean(dim=(2, 3, 4)).sum().item()
             se_copy = ((pixels[:, :-1] - pixels[:, 1:]) ** 2).mean(dim=(2, 3, 4)).sum().item()
-        return loss, {"se_pred": se_pred, "se_copy": se_copy, "n": float(b * (t - 1))}
+            future = pixels[:, 1:]
+            colour = future.mean(dim=(0, 1, 3, 4), keepdim=True)
+            se_mean = ((future - colour) ** 2).mean(dim=(2, 3, 4)).sum().item()
+        return loss, {"se_pred": se_pred, "se_copy": se_copy, "se_mean": se_mean, "n": float(b * (t - 1))}
 
     def metric(self, stats):
         return stats["se_pred"] / max(stats["n"], 1.0)
 
     def chance(self, stats):
+        return stats["se_mean"] / max(stats["n"], 1.0)
+
+    def baseline(self, stats):
         return stats["se_copy"] / max(stats["n"], 1.0)
 
 

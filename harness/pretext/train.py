@@ -137,8 +137,8 @@ def evaluate(task: PretextTask, backbone, head, batches: list[dict], device) -> 
                 total[k] = total.get(k, 0.0) + v
     backbone.train()
     head.train()
-    return {"metric": task.metric(total), "chance": task.chance(total), "loss": float(np.mean(losses)),
-            "stats": total}
+    return {"metric": task.metric(total), "chance": task.chance(total), "baseline": task.baseline(total),
+            "loss": float(np.mean(losses)), "stats": total}
 
 
 def pretrain(task_name: str, preset: str = "tiny", seed: int = 0, data_root: str | os.PathLike | None = None,
@@ -235,6 +235,7 @@ def pretrain(task_name: str, preset: str = "tiny", seed: int = 0, data_root: str
         "task": task_name, "arch": cls.arch, "preset": preset, "seed": int(seed),
         "metric_name": cls.metric_name, "higher_is_better": cls.higher_is_better,
         "metric": final["metric"], "chance": final["chance"], "chance_note": cls.chance_note,
+        "baseline": final["baseline"], "baseline_note": cls.baseline_note,
         "metric_at_init": initial["metric"], "eval_loss": final["loss"], "eval_loss_at_init": initial["loss"],
         "eval_items": final["stats"].get("n"), "eval_videos": len(eval_videos), "train_videos": len(train_videos),
         "loss_curve": [line["loss"] for line in log], "train_metric_curve": [line["train_metric"] for line in log],

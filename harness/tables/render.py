@@ -39,22 +39,37 @@ class MeasuredRow:
     metric: str                  # "acc" or "mAP"
     runs: list[str] = field(default_factory=list)
     note: str = ""
+    # Table 1's single-task rows: the held-out pretext metric of the pretraining run behind the
+    # row, {"name", "value", "chance", "at_init", "higher_is_better"} (its metrics.json)
+    pretext: dict | None = None
+
+
+def _pretext_cell(p: dict | None) -> str:
+    if not p:
+        return ""
+    better = "higher" if p["higher_is_better"] else "lower"
+    base = f", {p['baseline_note'].split(' (')[0]} {p['baseline']:.4g}" if p.get("baseline") is not None else ""
+    return (f"{p['name']}: {p['value']:.4g} (chance {p['chance']:.4g}{base}, at init {p['at_init']:.4g}; "
+            f"{better} is better)")
 
 
 def render(table: int, rows: list[MeasuredRow], dataset_label: str, command: str, out_dir: Path) -> str:
     """Write ``table{N}.md/.csv/.json`` under ``out_dir`` and return the markdown."""
     paper = paper_numbers(table)
-    header = (f"| Method | Ours: {dataset_label} | Paper UCF101 | Paper HMDB51 | Paper CCV | Notes |\n"
-              "|---|---:|---:|---:|---:|---|")
+    with_pretext = any(row.pretext for row in rows)
+    extra = (" Ours: pretext metric, held-out |", "---|") if with_pretext else ("", "")
+    header = (f"| Method | Ours: {dataset_label} | Paper UCF101 | Paper HMDB51 | Paper CCV |{extra[0]} Notes |\n"
+              f"|---|---:|---:|---:|---:|{extra[1]}---|")
     lines = [header]
     records = []
     for row in rows:
         ref = paper.get(row.key, {})
         ours = "-" if row.value is None else f"{row.value:.1f}"
         refs = [f"{ref[d]:.1f}" if d in ref else "" for d in PAPER_DATASETS]
-        lines.append(f"| {row.label} | {ours} | {' | '.join(refs)} | {row.note} |")
+        cell = f" {_pretext_cell(row.pretext)} |" if with_pretext else ""
+        lines.append(f"| {row.label} | {ours} | {' | '.join(refs)} |{cell} {row.note} |")
         records.append({"key": row.key, "label": row.label, "ours": row.value, "metric": row.metric,
-                        "runs": row.runs, "note": row.note,
+                        "runs": row.runs, "note": row.note, "pretext": row.pretext,
                         "paper": {d: ref.get(d) for d in PAPER_DATASETS}})
     md = "\n".join([
         f"Table {table}: ours measured by this harness on {dataset_label}; paper columns are the "

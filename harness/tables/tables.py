@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -56,6 +57,20 @@ TABLE1_ROWS = (
 )
 
 
+def pretext_metrics(finetune_final: dict) -> dict | None:
+    """The held-out pretext metric of the pretraining run a fine-tuning run started from (the
+    ``metrics.json`` beside the checkpoint named in its ``init_summary``), or None."""
+    source = (finetune_final.get("init_summary") or {}).get("source")
+    path = Path(source).parent / "metrics.json" if source else None
+    if path is None or not path.is_file():
+        return None
+    m = json.loads(path.read_text())
+    return {"task": m.get("task"), "name": m["metric_name"], "value": m["metric"], "chance": m["chance"],
+            "chance_note": m.get("chance_note", ""), "at_init": m["metric_at_init"],
+            "baseline": m.get("baseline"), "baseline_note": m.get("baseline_note", ""),
+            "higher_is_better": bool(m["higher_is_better"]), "run": str(path.parent)}
+
+
 def table1(preset: str, seed: int = 0, data_root: str | os.PathLike | None = None, command: str = "",
            out_dir: Path | None = None) -> str:
     """Every Table 1 row, run or reused, rendered beside the paper's Table 1."""
@@ -72,5 +87,7 @@ def table1(preset: str, seed: int = 0, data_root: str | os.PathLike | None = Non
         else:
             run = pipeline.run_method(what[0], preset, seed, data_root=root)
         final = run.final()
-        rows.append(MeasuredRow(key, label, 100.0 * final["value"], final["metric"], runs=[str(run.path)], note=note))
+        pre = pretext_metrics(final) if kind == "pretext" else None
+        runs = [str(run.path)] + ([pre["run"]] if pre else [])
+        rows.append(MeasuredRow(key, label, 100.0 * final["value"], final["metric"], runs=runs, note=note, pretext=pre))
     return render(1, rows, _dataset_label(preset), command, out_dir or GENERATED / preset)
