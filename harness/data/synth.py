@@ -113,9 +113,10 @@ SYNTH_PRESETS: dict[str, SynthConfig] = {
     "smoke": SynthConfig(num_classes=4, clips_per_group=1, height=32, width=32, num_frames=16,
                          num_unlabeled=12, disjoint_classes=2, disjoint_per_class=4,
                          max_distractors=2),
-    # 120 videos per disjoint class (not 40): with 160 training videos the supervised stage
-    # memorised them (train 69%, held-out 20% = chance over 5 classes) and AlexNet_pre
-    # fine-tuned to chance (docs/FINETUNE.md)
+    # 120 videos per disjoint class (was 40): with 160 training videos the supervised stage
+    # memorised them (train 69%, held-out 20% = chance over 5 classes). Tripling the set did
+    # not fix it (held-out 15%); the stage's failure to generalise is an open problem
+    # (docs/FINETUNE.md)
     "tiny": SynthConfig(disjoint_per_class=120),
     # The paper's experiments read UCF101/HMDB51/CCV from a local path; there is no
     # synthetic stand-in at that scale, so generate() refuses this entry.
