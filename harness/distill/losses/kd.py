@@ -19,7 +19,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from ._common import LossInputError, check_positive, check_shape
+from ._common import LossInputError, check_choice, check_positive, check_shape
 
 _WHERE = "harness/distill/losses/kd.py"
 
@@ -83,8 +83,7 @@ def kd_multi(
             f"{_WHERE}: student logits {tuple(student_logits.shape)} do not match teacher logits "
             f"(B, K, C)={tuple(teacher_logits.shape)}"
         )
-    if reduction not in ("mean", "none"):
-        raise LossInputError(f"{_WHERE}: reduction must be 'mean' or 'none', got {reduction!r}")
+    check_choice(_WHERE, "reduction", reduction, ("mean", "none"))
     t = _as_temperatures(temperatures, k, student_logits).view(1, k, 1)
     log_p = F.log_softmax(teacher_logits / t, dim=-1)          # (B, K, C)
     log_q = F.log_softmax(student_logits.unsqueeze(1) / t, dim=-1)
@@ -113,8 +112,7 @@ def kd_to_distribution(
             f"{_WHERE}: student logits {tuple(student_logits.shape)} and target distribution "
             f"{tuple(target_probs.shape)} differ in shape"
         )
-    if reduction not in ("mean", "none"):
-        raise LossInputError(f"{_WHERE}: reduction must be 'mean' or 'none', got {reduction!r}")
+    check_choice(_WHERE, "reduction", reduction, ("mean", "none"))
     p = target_probs.to(student_logits.dtype)
     log_q = F.log_softmax(student_logits / temperature, dim=-1)
     # xlogy gives 0 * log 0 = 0 where the target has exact zeros.
