@@ -161,6 +161,19 @@ def test_disjoint_set_is_labeled_and_disjoint(ds):
         assert (d / rel).is_file()
 
 
+def test_disjoint_clutter_switch_changes_only_the_disjoint_videos(ds, tmp_path):
+    # the ImageNet stand-in is rendered without distractors and pole unless asked for;
+    # the switch must leave every benchmark and unlabeled video byte-identical
+    assert not SMOKE.disjoint_clutter
+    other = generate(tmp_path / "s", dataclasses.replace(SMOKE, disjoint_clutter=True), seed=3, progress=False)
+    for sub in ("UCF-101", "unlabeled"):
+        for f in sorted((ds / sub).rglob("*.avi")):
+            assert f.read_bytes() == (other / f.relative_to(ds)).read_bytes(), f
+    disjoint = sorted((ds / "disjoint").rglob("*.avi"))
+    changed = [f for f in disjoint if f.read_bytes() != (other / f.relative_to(ds)).read_bytes()]
+    assert disjoint and changed
+
+
 def test_synth_json_records_config_seed_and_code(ds):
     meta = json.loads((ds / "synth.json").read_text())
     assert meta["seed"] == 3
