@@ -54,10 +54,16 @@ def test_table1_smoke_end_to_end(tmp_path, monkeypatch):
             assert metrics["task"] == row["key"] == row["pretext"]["task"]
             assert row["pretext"]["value"] == metrics["metric"] and row["pretext"]["chance"] == metrics["chance"]
             assert Path(final["init_summary"]["source"]).parent == Path(pre_run)
+        elif row["key"] == "alexnet_pre":
+            # AlexNet_pre's column holds its supervised stage's held-out accuracy
+            (stage_run,) = row["runs"][1:]
+            stage = json.loads((Path(stage_run) / "final.json").read_text())
+            assert stage["subset"] == "disjoint" and final["supervised_stage"]["run"] == stage_run
+            assert row["pretext"]["value"] == stage["value"] and row["pretext"]["chance"] == stage["chance"]
         else:
             assert len(row["runs"]) == 1 and row["pretext"] is None
     md = (tmp_path / "tables/generated/smoke/table1.md").read_text()
-    assert "pretext metric, held-out" in md and "chance" in md
+    assert "pretraining metric, held-out" in md and "disjoint-class accuracy" in md and "chance" in md
     stamps = {r["runs"][0]: (Path(r["runs"][0]) / "final.json").stat().st_mtime_ns for r in data["rows"]}
     again = CliRunner().invoke(main, ["table1", "--preset", "smoke"])
     assert again.exit_code == 0, again.output

@@ -40,7 +40,8 @@ class MeasuredRow:
     runs: list[str] = field(default_factory=list)
     note: str = ""
     # Table 1's single-task rows: the held-out pretext metric of the pretraining run behind the
-    # row, {"name", "value", "chance", "at_init", "higher_is_better"} (its metrics.json)
+    # row, {"name", "value", "chance", "at_init", "higher_is_better"} (its metrics.json); for
+    # AlexNet_pre the held-out accuracy of its supervised stage (at_init None)
     pretext: dict | None = None
 
 
@@ -49,15 +50,15 @@ def _pretext_cell(p: dict | None) -> str:
         return ""
     better = "higher" if p["higher_is_better"] else "lower"
     base = f", {p['baseline_note'].split(' (')[0]} {p['baseline']:.4g}" if p.get("baseline") is not None else ""
-    return (f"{p['name']}: {p['value']:.4g} (chance {p['chance']:.4g}{base}, at init {p['at_init']:.4g}; "
-            f"{better} is better)")
+    init = f", at init {p['at_init']:.4g}" if p.get("at_init") is not None else ""
+    return f"{p['name']}: {p['value']:.4g} (chance {p['chance']:.4g}{base}{init}; {better} is better)"
 
 
 def render(table: int, rows: list[MeasuredRow], dataset_label: str, command: str, out_dir: Path) -> str:
     """Write ``table{N}.md/.csv/.json`` under ``out_dir`` and return the markdown."""
     paper = paper_numbers(table)
     with_pretext = any(row.pretext for row in rows)
-    extra = (" Ours: pretext metric, held-out |", "---|") if with_pretext else ("", "")
+    extra = (" Ours: pretraining metric, held-out |", "---|") if with_pretext else ("", "")
     header = (f"| Method | Ours: {dataset_label} | Paper UCF101 | Paper HMDB51 | Paper CCV |{extra[0]} Notes |\n"
               f"|---|---:|---:|---:|---:|{extra[1]}---|")
     lines = [header]

@@ -71,6 +71,17 @@ def pretext_metrics(finetune_final: dict) -> dict | None:
             "higher_is_better": bool(m["higher_is_better"]), "run": str(path.parent)}
 
 
+def supervised_stage_metrics(finetune_final: dict) -> dict | None:
+    """AlexNet_pre's counterpart of :func:`pretext_metrics`: the held-out accuracy of the
+    supervised first stage (on the disjoint classes) the fine-tune started from, or None."""
+    stage = finetune_final.get("supervised_stage")
+    if not stage:
+        return None
+    return {"task": "supervised", "name": f"disjoint-class {stage['heldout_metric']}",
+            "value": stage["heldout_value"], "chance": stage["chance"], "at_init": None,
+            "higher_is_better": True, "run": stage["run"]}
+
+
 def table1(preset: str, seed: int = 0, data_root: str | os.PathLike | None = None, command: str = "",
            out_dir: Path | None = None) -> str:
     """Every Table 1 row, run or reused, rendered beside the paper's Table 1."""
@@ -87,7 +98,7 @@ def table1(preset: str, seed: int = 0, data_root: str | os.PathLike | None = Non
         else:
             run = pipeline.run_method(what[0], preset, seed, data_root=root)
         final = run.final()
-        pre = pretext_metrics(final) if kind == "pretext" else None
+        pre = pretext_metrics(final) if kind == "pretext" else supervised_stage_metrics(final)
         runs = [str(run.path)] + ([pre["run"]] if pre else [])
         rows.append(MeasuredRow(key, label, 100.0 * final["value"], final["metric"], runs=runs, note=note, pretext=pre))
     return render(1, rows, _dataset_label(preset), command, out_dir or GENERATED / preset)
