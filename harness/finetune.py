@@ -280,8 +280,12 @@ def _batches(dataset, order, batch_size: int, num_workers: int = 0):
     from torch.utils.data import DataLoader, default_collate
 
     if num_workers > 0:
+        # A generator of its own: DataLoader seeds its workers by drawing from the global torch
+        # RNG unless given one, which shifted the training run's dropout stream and made the
+        # result depend on num_workers (items are seeded by (seed, epoch, video), not by workers)
         yield from DataLoader(dataset, batch_size=batch_size, sampler=[int(i) for i in order],
-                              num_workers=num_workers, persistent_workers=False)
+                              num_workers=num_workers, persistent_workers=False,
+                              generator=torch.Generator().manual_seed(0))
         return
     for start in range(0, len(order), batch_size):
         yield default_collate([dataset[int(i)] for i in order[start:start + batch_size]])

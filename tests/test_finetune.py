@@ -163,6 +163,16 @@ def _fake_pretext_checkpoint(path, arch, preset, seed=5):
     return sd
 
 
+def test_loader_workers_do_not_change_the_result(root):
+    # items are seeded by (seed, epoch, video); a DataLoader seeding its workers from the
+    # global torch RNG used to shift the dropout stream, so num_workers changed the weights
+    runs = [ft.finetune("alexnet", "random", "smoke", seed=4, data_root=root, progress=False,
+                        overrides={"epochs": 2, "num_workers": n}) for n in (0, 1)]
+    a, b = (torch.load(r.path / "checkpoint.pt", weights_only=False)["state_dict"] for r in runs)
+    assert runs[0].path != runs[1].path
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_pretext_init_loads_backbone(root, tmp_path, monkeypatch):
     path = tmp_path / "pretext.pt"
     sd = _fake_pretext_checkpoint(path, "vgg19_teacher", "smoke")
