@@ -309,6 +309,32 @@ def _hits(logits: torch.Tensor, labels: torch.Tensor, multilabel: bool) -> int:
     return int((top == labels).sum())
 
 
+def training_step(arch: str, preset: str, num_classes: int = 10, seed: int = 0) -> Callable[[], None]:
+    """One fine-tuning step of ``arch`` (forward, loss, backward, the preset's optimizer) at the
+    shapes ``finetune`` trains with on ``preset`` (batch, clip length, input side), on random
+    inputs, as a callable. The unit of compute of a fine-tune: the speed report times it
+    (benchmarks/test_bench_finetune.py), and ``harness teachers`` times it beside a budget so
+    that budgets measured on machines of different speed can be compared."""
+    from harness.models import build_model
+
+    cfg = finetune_config(arch, preset)
+    torch.manual_seed(seed)
+    model = build_model(arch, num_classes, cfg.model_preset or preset).train()
+    clip = cfg.clip_length or model.clip_length
+    image = (3, model.input_size, model.input_size)
+    x = torch.randn((cfg.batch_size, *image) if clip == 1 else (cfg.batch_size, clip, *image))
+    y = torch.randint(0, num_classes, (cfg.batch_size,))
+    opt, _ = _optimizer(model, cfg)
+
+    def step() -> None:
+        loss = _loss(model(x), y, multilabel=False)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
 @torch.no_grad()
 def predict_videos(model, dataset, batch_size: int, device, multilabel: bool = False,
                    progress: bool = False, num_workers: int = 0) -> np.ndarray:

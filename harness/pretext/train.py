@@ -165,6 +165,7 @@ def pretrain(task_name: str, preset: str = "tiny", seed: int = 0, data_root: str
         if state.get("finished"):
             return ckpt_path
 
+    t_run = time.perf_counter()
     root = ensure_data(data_root, preset)
     videos, video_ids, data_fp = decode_unlabeled(root, cfg.decode_size, cfg.max_videos, progress)
     train_idx, eval_idx = split_videos(len(videos), cfg.eval_fraction, cfg.split_seed)
@@ -195,9 +196,10 @@ def pretrain(task_name: str, preset: str = "tiny", seed: int = 0, data_root: str
         opt.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
         start_epoch, log, initial = state["epoch"], state["log"], state["initial_eval"]
+    resumed_loop_s = log[-1]["elapsed_s"] if log else 0.0  # the loop time of earlier processes
 
     out.mkdir(parents=True, exist_ok=True)
-    t_start = time.perf_counter() - (log[-1]["elapsed_s"] if log else 0.0)
+    t_start = time.perf_counter() - resumed_loop_s
     total_iters = cfg.epochs * cfg.iters_per_epoch
     bar = tqdm(total=total_iters, initial=start_epoch * cfg.iters_per_epoch, desc=f"pretrain {task_name}",
                unit="it", disable=not progress, leave=False)
@@ -240,6 +242,9 @@ def pretrain(task_name: str, preset: str = "tiny", seed: int = 0, data_root: str
         "eval_items": final["stats"].get("n"), "eval_videos": len(eval_videos), "train_videos": len(train_videos),
         "loss_curve": [line["loss"] for line in log], "train_metric_curve": [line["train_metric"] for line in log],
         "train_seconds": log[-1]["elapsed_s"] if log else 0.0,
+        # this process from decoding to here, plus the training loop of earlier processes when
+        # resumed (their decoding is not counted)
+        "run_seconds": round(time.perf_counter() - t_run + resumed_loop_s, 2),
         "weights_sha256": ckpt["weights_sha256"],
         "run": run_record(cfg_dict, {"data_root": str(root), "unlabeled_index": data_fp}),
     }
