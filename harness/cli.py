@@ -136,6 +136,25 @@ def finetune(arch, init, checkpoint, preset, seed, dataset, data_root, split, qu
     click.echo(f"run: {run.path}")
 
 
+@main.command()
+@preset_option
+@seed_option
+@click.option("--data-root", type=click.Path(file_okay=False), default=None,
+              help="Dataset root (default for smoke/tiny: data/synth-<preset>, generated if missing).")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def teachers(preset, seed, data_root, quiet):
+    """Pretrain and fine-tune the four teachers (sort, motion, track, predict) and report their cost.
+
+    Reuses finished runs. Prints and writes tables/generated/<preset>/teachers.{md,json}: each
+    teacher's held-out pretext metric, fine-tuned accuracy and the seconds its runs recorded,
+    this command's wall time, and one VGG fine-tuning step timed on this machine beside them.
+    """
+    from harness.tables.teachers import teachers_table
+
+    click.echo(teachers_table(preset, seed, data_root, command=f"harness teachers --preset {preset} --seed {seed}",
+                              progress=not quiet))
+
+
 @main.command("cache-teachers")
 @preset_option
 @seed_option

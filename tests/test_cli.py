@@ -3,7 +3,7 @@ from click.testing import CliRunner
 
 from harness.cli import main
 
-COMMANDS = [["data", "synth"], ["pretrain"], ["finetune"], ["cache-teachers"], ["distill"],
+COMMANDS = [["data", "synth"], ["pretrain"], ["finetune"], ["teachers"], ["cache-teachers"], ["distill"],
             ["ablation"], ["table1"], ["table2"], ["bench"]]
 
 

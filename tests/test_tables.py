@@ -87,3 +87,66 @@ def test_staged_kd_is_an_extra_table2_row_without_paper_numbers(tmp_path):
     with open(tmp_path / "table2.csv", newline="") as fh:
         last = list(csv.DictReader(fh))[-1]
     assert last["ours"] == "37.5" and last["paper_ucf101"] == last["paper_hmdb51"] == last["paper_ccv"] == ""
+
+
+def test_teachers_smoke_reports_each_runs_own_seconds(tmp_path, monkeypatch):
+    """`harness teachers`: the four teachers are trained, every number in the report is read
+    from the run folders it names, the total is their sum, and a second call trains nothing."""
+    from pathlib import Path
+
+    from click.testing import CliRunner
+
+    from harness.cache.teachers import TEACHER_TASKS
+    from harness.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HARNESS_RUNS", raising=False)
+    result = CliRunner().invoke(main, ["teachers", "--preset", "smoke", "--quiet"])
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "tables/generated/smoke/teachers.json").read_text())
+    assert [r["task"] for r in data["rows"]] == list(TEACHER_TASKS)
+    total = 0.0
+    for row in data["rows"]:
+        finetune_run, pretrain_run = (Path(p) for p in row["runs"])
+        final = json.loads((finetune_run / "final.json").read_text())
+        metrics = json.loads((pretrain_run / "metrics.json").read_text())
+        assert Path(final["init_summary"]["source"]).parent == pretrain_run and metrics["task"] == row["task"]
+        assert row["value"] == final["value"] and row["pretext"]["value"] == metrics["metric"]
+        # the pretraining's whole run (decoding, evaluations, loop), not just its loop
+        assert row["pretrain_seconds"] == metrics["run_seconds"] > metrics["train_seconds"] > 0
+        assert row["finetune_seconds"] == round(final["run_seconds"] + final["decode_seconds"], 2) > 0
+        assert row["pretrained_now"] and row["finetuned_now"]
+        total += row["pretrain_seconds"] + row["finetune_seconds"]
+    assert data["recorded_seconds"] == round(total, 2) and data["runs_trained_now"] == 8
+    # every recorded second was spent inside this command
+    assert data["recorded_seconds"] <= data["wall_seconds"]
+    assert data["budget_seconds"] is None and data["within_budget"] is None and data["reference_step_ms"] > 0
+    md = (tmp_path / "tables/generated/smoke/teachers.md").read_text()
+    assert "harness teachers --preset smoke --seed 0" in md and f"{data['recorded_seconds']:.0f} s" in md
+
+    again = CliRunner().invoke(main, ["teachers", "--preset", "smoke", "--quiet"])
+    assert again.exit_code == 0, again.output
+    second = json.loads((tmp_path / "tables/generated/smoke/teachers.json").read_text())
+    assert second["runs_trained_now"] == 0 and second["recorded_seconds"] == data["recorded_seconds"]
+    assert all(not r["pretrained_now"] and not r["finetuned_now"] for r in second["rows"])
+    assert "(reused)" in again.output
+
+
+def test_teacher_budget_verdict_compares_recorded_seconds():
+    """The tiny preset's 600 s budget is judged on the runs' recorded total, not on the wall
+    time of a command that may have reused every run; presets without a budget get no verdict."""
+    from harness.tables import teachers
+
+    def rows(pretrain, finetune, now):
+        return [{"pretrain_seconds": p, "finetune_seconds": f, "pretrained_now": now, "finetuned_now": now}
+                for p, f in zip(pretrain, finetune)]
+
+    under = teachers.budget_summary(rows([100, 50, 40, 80], [110, 100, 100, 19.5], False), "tiny", 3.0)
+    assert under["recorded_seconds"] == 599.5 and under["within_budget"] is True and under["runs_trained_now"] == 0
+    over = teachers.budget_summary(rows([100, 50, 40, 80], [110, 100, 100, 20.5], True), "tiny", 1.0)
+    assert over["recorded_seconds"] == 600.5 and over["within_budget"] is False and over["runs_trained_now"] == 8
+    assert teachers.budget_summary(rows([1], [1], True), "smoke", 9.0)["within_budget"] is None
+    md = teachers._render([], {**over, "reference_step_ms": 50.0, "torch_threads": 2, "cpu_count": 2,
+                               "processor": "x86_64"}, "tiny", "harness teachers --preset tiny --seed 0")
+    assert "Budget of the tiny preset: 600 s; the recorded total is over it." in md
+    assert "600 s (10.0 min)" in md and "50.0 ms" in md

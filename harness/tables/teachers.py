@@ -1,0 +1,134 @@
+"""The four teachers and what they cost: ``harness teachers``.
+
+Steps 1-2 of the pipeline (METHOD.md) for the teachers that ``cache-teachers`` reads: each
+task is pretrained without labels and fine-tuned (or both reused), and one table reports per
+teacher the held-out pretext metric, the fine-tuned accuracy and the seconds each run recorded
+for itself, beside the wall-clock time of this invocation and the time of one VGG fine-tuning
+step measured on the same machine just before: the same code took twice as long on one day as
+on another (docs/FINETUNE.md), so a budget is quoted with the machine's speed beside it.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+from harness.provenance import code_version, write_json_atomic
+
+# The tiny preset's target for pretraining + fine-tuning the four teachers on 2 CPU cores
+# (the teachers issue); other presets have none.
+TEACHER_BUDGET_S = {"tiny": 600.0}
+
+
+def reference_step_ms(preset: str, rounds: int = 7, steps: int = 3) -> float:
+    """Median milliseconds of one fine-tuning step of the preset's VGG teacher (its batch,
+    shapes and optimizer; ``harness.finetune.training_step``) on this machine, now."""
+    from harness.finetune import training_step
+
+    step = training_step("vgg19_teacher", preset)
+    step()  # warm-up: allocator and kernel selection
+    times = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step()
+        times.append((time.perf_counter() - t0) / steps)
+    return 1e3 * statistics.median(times)
+
+
+def _made_since(path: Path, since: float) -> bool:
+    return path.is_file() and path.stat().st_mtime >= since
+
+
+def teachers_table(preset: str, seed: int = 0, data_root: str | os.PathLike | None = None, command: str = "",
+                   out_dir: Path | None = None, progress: bool = True) -> str:
+    """Train (or reuse) the four teachers; write ``teachers.{md,json}`` under ``out_dir``
+    (default ``tables/generated/<preset>``) and return the markdown."""
+    import json
+
+    import torch
+
+    from harness import pipeline
+    from harness.cache.teachers import TEACHER_TASKS
+    from harness.finetune import finetune_pretext
+    from harness.tables.tables import GENERATED, pretext_metrics
+    from harness.utils import set_cpu_threads
+
+    set_cpu_threads()  # as the training runs do, so the step is timed with their threads
+    root = pipeline.ensure_data(preset, data_root)  # data generation is not part of the budget
+    step_ms = reference_step_ms(preset)
+    start = time.time()
+    t_all = time.perf_counter()
+    rows = []
+    for task in TEACHER_TASKS:
+        t0 = time.perf_counter()
+        run = finetune_pretext(task, preset, seed, data_root=root, progress=progress)
+        wall = time.perf_counter() - t0
+        final = run.final()
+        pre = pretext_metrics(final)
+        pre_run = Path(pre["run"])
+        metrics = json.loads((pre_run / "metrics.json").read_text())
+        # run_seconds: decoding, evaluations and the loop; runs made before it was recorded
+        # have only the loop's train_seconds
+        pretrain_s = metrics.get("run_seconds", metrics["train_seconds"])
+        finetune_s = final["run_seconds"] + final.get("decode_seconds", 0.0)
+        rows.append({
+            "task": task, "arch": final["arch"], "pretext": pre, "metric": final["metric"], "value": final["value"],
+            "chance": final["chance"], "pretrain_seconds": pretrain_s, "finetune_seconds": round(finetune_s, 2),
+            "pretrained_now": _made_since(pre_run / "metrics.json", start),
+            "finetuned_now": _made_since(run.final_path, start), "wall_seconds": round(wall, 2),
+            "runs": [str(run.path), str(pre_run)],
+        })
+    summary = {**budget_summary(rows, preset, time.perf_counter() - t_all),
+               "reference_step_ms": round(step_ms, 2), "torch_threads": torch.get_num_threads(),
+               "cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine()}
+    md = _render(rows, summary, preset, command)
+    out_dir = out_dir or GENERATED / preset
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "teachers.md").write_text(md + "\n")
+    write_json_atomic(out_dir / "teachers.json", {"preset": preset, "seed": seed, "command": command,
+                                                   "code_version": code_version(), "rows": rows, **summary})
+    return md
+
+
+def budget_summary(rows: list[dict], preset: str, wall_seconds: float) -> dict:
+    """The total the runs recorded, judged against the preset's budget (wall time of a
+    command that reused runs says nothing about training cost), and how much was trained now."""
+    recorded = sum(r["pretrain_seconds"] + r["finetune_seconds"] for r in rows)
+    budget = TEACHER_BUDGET_S.get(preset)
+    return {"recorded_seconds": round(recorded, 2), "wall_seconds": round(wall_seconds, 2),
+            "runs_trained_now": sum(r["pretrained_now"] + r["finetuned_now"] for r in rows), "runs": 2 * len(rows),
+            "budget_seconds": budget, "within_budget": None if budget is None else bool(recorded < budget)}
+
+
+def _render(rows: list[dict], s: dict, preset: str, command: str) -> str:
+    lines = [
+        f"The four teachers on {preset} (seed per command): pretext metric held out, fine-tuned video-level "
+        "metric on split 1, and the seconds each run recorded for itself (decoding, training and "
+        "evaluation).",
+        "",
+        "| Teacher | Arch | Pretext metric, held-out (chance) | Fine-tuned | Pretraining s | Fine-tuning s | "
+        "This command s |",
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        p = r["pretext"]
+        now = "" if r["pretrained_now"] or r["finetuned_now"] else " (reused)"
+        lines.append(f"| {r['task']} | {r['arch']} | {p['name']}: {p['value']:.4g} ({p['chance']:.4g}) | "
+                     f"{100 * r['value']:.1f} | {r['pretrain_seconds']:.1f} | {r['finetune_seconds']:.1f} | "
+                     f"{r['wall_seconds']:.1f}{now} |")
+    lines += ["", f"Recorded by the runs: {s['recorded_seconds']:.0f} s ({s['recorded_seconds'] / 60:.1f} min). "
+                  f"This command: {s['wall_seconds']:.0f} s wall, {s['runs_trained_now']} of {s['runs']} runs "
+                  f"trained now (the others reused)."]
+    if s["budget_seconds"] is not None:
+        verdict = "within" if s["within_budget"] else "over"
+        lines.append(f"Budget of the {preset} preset: {s['budget_seconds']:.0f} s; the recorded total is {verdict} it.")
+    lines += [f"Machine: one fine-tuning step of the {preset} VGG teacher took {s['reference_step_ms']:.1f} ms "
+              f"(median, measured before training) with {s['torch_threads']} torch threads on "
+              f"{s['cpu_count']} CPUs ({s['processor']}).",
+              "",
+              f"Made by: `{command}` (code {code_version()}). Runs behind each row are listed in teachers.json."]
+    return "\n".join(lines)
