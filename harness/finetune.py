@@ -318,12 +318,13 @@ def training_step(arch: str, preset: str, num_classes: int = 10, seed: int = 0) 
     from harness.models import build_model
 
     cfg = finetune_config(arch, preset)
-    torch.manual_seed(seed)
-    model = build_model(arch, num_classes, cfg.model_preset or preset).train()
-    clip = cfg.clip_length or model.clip_length
-    image = (3, model.input_size, model.input_size)
-    x = torch.randn((cfg.batch_size, *image) if clip == 1 else (cfg.batch_size, clip, *image))
-    y = torch.randint(0, num_classes, (cfg.batch_size,))
+    with torch.random.fork_rng(devices=[]):  # seeded, and the caller's RNG stream is left as it was
+        torch.manual_seed(seed)
+        model = build_model(arch, num_classes, cfg.model_preset or preset).train()
+        clip = cfg.clip_length or model.clip_length
+        image = (3, model.input_size, model.input_size)
+        x = torch.randn((cfg.batch_size, *image) if clip == 1 else (cfg.batch_size, clip, *image))
+        y = torch.randint(0, num_classes, (cfg.batch_size,))
     opt, _ = _optimizer(model, cfg)
 
     def step() -> None:

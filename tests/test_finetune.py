@@ -312,3 +312,30 @@ def test_cli_finetune(root, runs):
     res = CliRunner().invoke(main, ["finetune", "--arch", "alexnet", "--init", "pretext", "--preset", "smoke",
                                     "--data-root", str(root), "--quiet"])
     assert res.exit_code == 2 and "error: --init pretext needs --checkpoint" in res.output
+
+
+@pytest.mark.parametrize("arch", ["vgg19_teacher", "prednet", "alexnet"])
+def test_training_step_is_one_step_at_the_presets_shapes_and_leaves_the_rng_alone(arch, monkeypatch):
+    """The unit the speed report and `harness teachers` time: each call is one step of the
+    preset's optimizer on a batch of the preset's shape, the model is seeded, and the caller's
+    torch RNG stream is untouched."""
+    built = []
+    original = ft._optimizer
+    monkeypatch.setattr(ft, "_optimizer", lambda model, cfg: built.append(model) or original(model, cfg))
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    step = ft.training_step(arch, "tiny")
+    assert torch.equal(torch.get_rng_state(), before)
+    (model,) = built
+    cfg = ft.finetune_config(arch, "tiny")
+    shapes = []
+    model.register_forward_pre_hook(lambda m, args: shapes.append(tuple(args[0].shape)))
+    first = [p.detach().clone() for p in model.parameters()]
+    step()
+    clip = cfg.clip_length or model.clip_length
+    frame = (3, model.input_size, model.input_size)
+    assert shapes == [(cfg.batch_size, *frame) if clip == 1 else (cfg.batch_size, clip, *frame)]
+    assert any(not torch.equal(a, b) for a, b in zip(first, model.parameters()))
+    built.clear()
+    ft.training_step(arch, "tiny")  # seeded: the same initial weights every time
+    assert all(torch.equal(a, b) for a, b in zip(first, built[0].parameters()))

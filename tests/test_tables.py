@@ -123,13 +123,14 @@ def test_teachers_smoke_reports_each_runs_own_seconds(tmp_path, monkeypatch):
     assert data["budget_seconds"] is None and data["within_budget"] is None and data["reference_step_ms"] > 0
     md = (tmp_path / "tables/generated/smoke/teachers.md").read_text()
     assert "harness teachers --preset smoke --seed 0" in md and f"{data['recorded_seconds']:.0f} s" in md
+    assert "8 of 8 runs trained now." in md and "reused" not in md
 
     again = CliRunner().invoke(main, ["teachers", "--preset", "smoke", "--quiet"])
     assert again.exit_code == 0, again.output
     second = json.loads((tmp_path / "tables/generated/smoke/teachers.json").read_text())
     assert second["runs_trained_now"] == 0 and second["recorded_seconds"] == data["recorded_seconds"]
     assert all(not r["pretrained_now"] and not r["finetuned_now"] for r in second["rows"])
-    assert "(reused)" in again.output
+    assert "(reused)" in again.output and "0 of 8 runs trained now (the others reused)." in again.output
 
 
 def test_teacher_budget_verdict_compares_recorded_seconds():

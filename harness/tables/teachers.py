@@ -39,6 +39,18 @@ def reference_step_ms(preset: str, rounds: int = 7, steps: int = 3) -> float:
     return 1e3 * statistics.median(times)
 
 
+def processor_name() -> str:
+    """The CPU model (Linux: /proc/cpuinfo's "model name"), else the platform's machine type."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def _made_since(path: Path, since: float) -> bool:
     return path.is_file() and path.stat().st_mtime >= since
 
@@ -84,7 +96,7 @@ def teachers_table(preset: str, seed: int = 0, data_root: str | os.PathLike | No
         })
     summary = {**budget_summary(rows, preset, time.perf_counter() - t_all),
                "reference_step_ms": round(step_ms, 2), "torch_threads": torch.get_num_threads(),
-               "cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine()}
+               "cpu_count": os.cpu_count(), "processor": processor_name()}
     md = _render(rows, summary, preset, command)
     out_dir = out_dir or GENERATED / preset
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -106,8 +118,7 @@ def budget_summary(rows: list[dict], preset: str, wall_seconds: float) -> dict:
 
 def _render(rows: list[dict], s: dict, preset: str, command: str) -> str:
     lines = [
-        f"The four teachers on {preset} (seed per command): pretext metric held out, fine-tuned video-level "
-        "metric on split 1, and the seconds each run recorded for itself (decoding, training and "
+        f"The four teachers on {preset}: pretext metric held out, fine-tuned video-level metric on split 1, and the seconds each run recorded for itself (decoding, training and "
         "evaluation).",
         "",
         "| Teacher | Arch | Pretext metric, held-out (chance) | Fine-tuned | Pretraining s | Fine-tuning s | "
@@ -120,9 +131,10 @@ def _render(rows: list[dict], s: dict, preset: str, command: str) -> str:
         lines.append(f"| {r['task']} | {r['arch']} | {p['name']}: {p['value']:.4g} ({p['chance']:.4g}) | "
                      f"{100 * r['value']:.1f} | {r['pretrain_seconds']:.1f} | {r['finetune_seconds']:.1f} | "
                      f"{r['wall_seconds']:.1f}{now} |")
+    reused = " (the others reused)" if s["runs_trained_now"] < s["runs"] else ""
     lines += ["", f"Recorded by the runs: {s['recorded_seconds']:.0f} s ({s['recorded_seconds'] / 60:.1f} min). "
                   f"This command: {s['wall_seconds']:.0f} s wall, {s['runs_trained_now']} of {s['runs']} runs "
-                  f"trained now (the others reused)."]
+                  f"trained now{reused}."]
     if s["budget_seconds"] is not None:
         verdict = "within" if s["within_budget"] else "over"
         lines.append(f"Budget of the {preset} preset: {s['budget_seconds']:.0f} s; the recorded total is {verdict} it.")
