@@ -121,7 +121,7 @@ def test_method_losses_golden_and_weighted_as_eq2(name):
     if "feat" in parts:
         direct["feat/repr"] = s.beta * UniformFeatureDistill([16] * 4, 32)(tb.conv4, out.conv4)["repr"]
     for key, value in direct.items():
-        assert float(terms[key]) == pytest.approx(float(value), rel=1e-5), key
+        assert float(terms[key].detach()) == pytest.approx(float(value.detach()), rel=1e-5), key
 
 
 # staged-kd on the same batch (golden values printed once from this code, as above). "default":

@@ -595,6 +595,11 @@ def test_pretrain_writes_checkpoint_metrics_and_log_and_resumes(unlabeled_root, 
     resumed = train.pretrain("motion", "smoke", seed=3, data_root=unlabeled_root, out_dir=tmp_path / "cut",
                              overrides=ov, progress=False)
     assert torch.load(resumed, weights_only=False)["weights_sha256"] == ckpt["weights_sha256"]
+    # run_seconds: the resuming process (decoding, evaluations, its loop) plus the loop time the
+    # interrupted one saved with epoch 2, so it exceeds the whole loop and the earlier part
+    cut = json.loads((tmp_path / "cut" / "metrics.json").read_text())
+    assert cut["run_seconds"] > cut["train_seconds"] > part["log"][-1]["elapsed_s"] > 0
+    assert metrics["run_seconds"] > metrics["train_seconds"] > 0
 
     with pytest.raises(train.PretrainError, match="another config"):
         train.pretrain("motion", "smoke", seed=3, data_root=unlabeled_root, out_dir=tmp_path / "full",
