@@ -312,12 +312,13 @@ def _hits(logits: torch.Tensor, labels: torch.Tensor, multilabel: bool) -> int:
 def training_step(arch: str, preset: str, num_classes: int = 10, seed: int = 0) -> Callable[[], None]:
     """One fine-tuning step of ``arch`` (forward, loss, backward, the preset's optimizer) at the
     shapes ``finetune`` trains with on ``preset`` (batch, clip length, input side), on random
-    inputs, as a callable. The unit of compute of a fine-tune: the speed report times it
+    inputs, on the device it trains on, as a callable. The unit of compute of a fine-tune: the speed report times it
     (benchmarks/test_bench_finetune.py), and ``harness teachers`` times it beside a budget so
     that budgets measured on machines of different speed can be compared."""
     from harness.models import build_model
 
     cfg = finetune_config(arch, preset)
+    device = pick_device(cfg.device)
     with torch.random.fork_rng(devices=[]):  # seeded, and the caller's RNG stream is left as it was
         torch.manual_seed(seed)
         model = build_model(arch, num_classes, cfg.model_preset or preset).train()
@@ -325,6 +326,7 @@ def training_step(arch: str, preset: str, num_classes: int = 10, seed: int = 0) 
         image = (3, model.input_size, model.input_size)
         x = torch.randn((cfg.batch_size, *image) if clip == 1 else (cfg.batch_size, clip, *image))
         y = torch.randint(0, num_classes, (cfg.batch_size,))
+    model, x, y = model.to(device), x.to(device), y.to(device)
     opt, _ = _optimizer(model, cfg)
 
     def step() -> None:

@@ -26,15 +26,21 @@ TEACHER_BUDGET_S = {"tiny": 600.0}
 def reference_step_ms(preset: str, rounds: int = 7, steps: int = 3) -> float:
     """Median milliseconds of one fine-tuning step of the preset's VGG teacher (its batch,
     shapes and optimizer; ``harness.finetune.training_step``) on this machine, now."""
+    import torch
+
     from harness.finetune import training_step
 
     step = training_step("vgg19_teacher", preset)
+    # CUDA runs asynchronously: wait for the queued steps before reading the clock
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
     step()  # warm-up: allocator and kernel selection
+    sync()
     times = []
     for _ in range(rounds):
         t0 = time.perf_counter()
         for _ in range(steps):
             step()
+        sync()
         times.append((time.perf_counter() - t0) / steps)
     return 1e3 * statistics.median(times)
 
