@@ -312,9 +312,9 @@ def _hits(logits: torch.Tensor, labels: torch.Tensor, multilabel: bool) -> int:
 def training_step(arch: str, preset: str, num_classes: int = 10, seed: int = 0) -> Callable[[], None]:
     """One fine-tuning step of ``arch`` (forward, loss, backward, the preset's optimizer) at the
     shapes ``finetune`` trains with on ``preset`` (batch, clip length, input side), on random
-    inputs, on the device it trains on, as a callable. The unit of compute of a fine-tune: the speed report times it
-    (benchmarks/test_bench_finetune.py), and ``harness teachers`` times it beside a budget so
-    that budgets measured on machines of different speed can be compared."""
+    inputs, on the device it trains on, as a callable. The unit of compute of a fine-tune: the
+    speed report times it (benchmarks/test_bench_finetune.py), and ``harness teachers`` times
+    it beside a budget so that budgets measured on machines of different speed can be compared."""
     from harness.models import build_model
 
     cfg = finetune_config(arch, preset)

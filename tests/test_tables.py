@@ -148,6 +148,6 @@ def test_teacher_budget_verdict_compares_recorded_seconds():
     assert over["recorded_seconds"] == 600.5 and over["within_budget"] is False and over["runs_trained_now"] == 8
     assert teachers.budget_summary(rows([1], [1], True), "smoke", 9.0)["within_budget"] is None
     md = teachers._render([], {**over, "reference_step_ms": 50.0, "torch_threads": 2, "cpu_count": 2,
-                               "processor": "x86_64"}, "tiny", "harness teachers --preset tiny --seed 0")
+                               "processor": "x86_64"}, "tiny", "harness teachers --preset tiny --seed 0", "abc123")
     assert "Budget of the tiny preset: 600 s; the recorded total is over it." in md
-    assert "600 s (10.0 min)" in md and "50.0 ms" in md
+    assert "600 s (10.0 min)" in md and "50.0 ms" in md and "(code abc123)" in md

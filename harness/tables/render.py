@@ -72,13 +72,14 @@ def render(table: int, rows: list[MeasuredRow], dataset_label: str, command: str
         records.append({"key": row.key, "label": row.label, "ours": row.value, "metric": row.metric,
                         "runs": row.runs, "note": row.note, "pretext": row.pretext,
                         "paper": {d: ref.get(d) for d in PAPER_DATASETS}})
+    version = code_version()  # one stamp for the markdown and the JSON
     md = "\n".join([
         f"Table {table}: ours measured by this harness on {dataset_label}; paper columns are the "
         "numbers printed in Zhang & Peng (IJCAI 2018), not measured here.",
         "",
         *lines,
         "",
-        f"Made by: `{command}` (code {code_version()}). Runs behind each number are listed in "
+        f"Made by: `{command}` (code {version}). Runs behind each number are listed in "
         f"table{table}.json.",
     ])
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -90,5 +91,5 @@ def render(table: int, rows: list[MeasuredRow], dataset_label: str, command: str
             writer.writerow([r["key"], r["label"], r["ours"], r["metric"], *(r["paper"][d] for d in PAPER_DATASETS)])
     write_json_atomic(out_dir / f"table{table}.json",
                       {"table": table, "dataset": dataset_label, "command": command,
-                       "code_version": code_version(), "rows": records})
+                       "code_version": version, "rows": records})
     return md

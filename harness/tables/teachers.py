@@ -103,12 +103,13 @@ def teachers_table(preset: str, seed: int = 0, data_root: str | os.PathLike | No
     summary = {**budget_summary(rows, preset, time.perf_counter() - t_all),
                "reference_step_ms": round(step_ms, 2), "torch_threads": torch.get_num_threads(),
                "cpu_count": os.cpu_count(), "processor": processor_name()}
-    md = _render(rows, summary, preset, command)
+    version = code_version()  # one stamp for the markdown and the JSON
+    md = _render(rows, summary, preset, command, version)
     out_dir = out_dir or GENERATED / preset
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "teachers.md").write_text(md + "\n")
     write_json_atomic(out_dir / "teachers.json", {"preset": preset, "seed": seed, "command": command,
-                                                   "code_version": code_version(), "rows": rows, **summary})
+                                                   "code_version": version, "rows": rows, **summary})
     return md
 
 
@@ -122,10 +123,10 @@ def budget_summary(rows: list[dict], preset: str, wall_seconds: float) -> dict:
             "budget_seconds": budget, "within_budget": None if budget is None else bool(recorded < budget)}
 
 
-def _render(rows: list[dict], s: dict, preset: str, command: str) -> str:
+def _render(rows: list[dict], s: dict, preset: str, command: str, version: str) -> str:
     lines = [
-        f"The four teachers on {preset}: pretext metric held out, fine-tuned video-level metric on split 1, and the seconds each run recorded for itself (decoding, training and "
-        "evaluation).",
+        f"The four teachers on {preset}: pretext metric held out, fine-tuned video-level metric on split 1, "
+        "and the seconds each run recorded for itself (decoding, training and evaluation).",
         "",
         "| Teacher | Arch | Pretext metric, held-out (chance) | Fine-tuned | Pretraining s | Fine-tuning s | "
         "This command s |",
@@ -148,5 +149,5 @@ def _render(rows: list[dict], s: dict, preset: str, command: str) -> str:
               f"(median, measured before training) with {s['torch_threads']} torch threads on "
               f"{s['cpu_count']} CPUs ({s['processor']}).",
               "",
-              f"Made by: `{command}` (code {code_version()}). Runs behind each row are listed in teachers.json."]
+              f"Made by: `{command}` (code {version}). Runs behind each row are listed in teachers.json."]
     return "\n".join(lines)
