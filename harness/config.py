@@ -58,6 +58,16 @@ def _coerce(value: Any, current: Any, key: str) -> Any:
             raise ValueError(value)
         if isinstance(current, (int, float)):
             return type(current)(value)
+        if isinstance(current, tuple):
+            # a tuple knob: "[1, 2]" (JSON), "1,2" or "1" (one value), "" or "[]" (empty)
+            text = value.strip()
+            if text.startswith("["):
+                items = json.loads(text)
+            else:
+                items = [json.loads(v) for v in text.split(",") if v.strip()]
+            if not isinstance(items, list) or not all(isinstance(v, (int, float, str)) for v in items):
+                raise ValueError(value)
+            return tuple(items)
         return type(current)(json.loads(value))
     except (ValueError, TypeError, json.JSONDecodeError) as exc:
         raise ConfigError(f"config key {key!r}: cannot read {value!r} as {type(current).__name__}") from exc

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from harness.distill.losses._common import LossInputError, check_choice, check_positive, check_shape
 from harness.distill.losses.bilinear import CountSketch, compact_bilinear, l2_normalise, signed_sqrt
 from harness.distill.losses.cosine import cosine_distance
-from harness.distill.losses.em import em_batch_sets, em_distance
+from harness.distill.losses.em import GRAD_MODES, SINKHORN, em_batch_sets, em_distance
 from harness.distill.losses.mmd import gaussian_mmd
 
 _WHERE = "harness/distill/graphs.py"
@@ -63,14 +63,16 @@ class LogitsGraph(nn.Module):
     mu_k = softmax(z_k / T_k); eta = softmax(z_s); E[m, n] = e_{n->m} = softmax_n(A[m, :]).
     reading="adjusted": L = (1/K) sum_m EM(sum_n E[m, n] mu_n, eta)   (METHOD.md default)
     reading="literal":  L = sum_m sum_n E[m, n] EM(mu_n, eta)         (Eq. 4 as printed)
-    em: "sinkhorn" (ground cost passed to ``forward``; None = 0/1 cost), "closed_form_01"
+    em: "exact" (the LP solved exactly, ``exact_em``) or "sinkhorn" (entropic, ``sinkhorn_log``
+    with the ``em_*`` switches; defaults ``SINKHORN``), both on the ground cost passed to
+    ``forward`` (None = 0/1 cost); "closed_form_01"
     (0.5 ||.||_1, the exact EM under the 0/1 cost), "wgan" (OT between the batch's sets of
     vectors, ``em_batch_sets``). graph_reg = gd_reg * ||E - 1/K||_F^2 (E does not depend on
     the example, so mean_batch(E) = E).
     """
 
     READINGS = ("adjusted", "literal")
-    EMS = ("sinkhorn", "closed_form_01", "wgan")
+    EMS = ("exact", "sinkhorn", "closed_form_01", "wgan")
 
     def __init__(
         self,
@@ -78,17 +80,24 @@ class LogitsGraph(nn.Module):
         temperatures: float | Sequence[float] = 1.0,
         learn_temperatures: bool = False,
         reading: str = "adjusted",
-        em: str = "sinkhorn",
+        em: str = "exact",
         gd_reg: float = 10.0,
-        em_eps: float = 0.02,
-        em_iters: int = 100,
-        em_floor: float = 1e-9,
-        em_grad: str = "unroll",
+        em_eps: float = SINKHORN.eps,
+        em_iters: int = SINKHORN.max_iters,
+        em_floor: float = SINKHORN.floor,
+        em_grad: str = SINKHORN.grad,
+        em_tol: float = SINKHORN.tol,
+        em_eps_start: float = SINKHORN.eps_start,
+        em_round: bool = SINKHORN.round_plan,
     ):
         super().__init__()
         check_choice(_WHERE, "reading", reading, self.READINGS)
         check_choice(_WHERE, "em", em, self.EMS)
-        check_choice(_WHERE, "em_grad", em_grad, ("unroll", "potentials"))
+        check_choice(_WHERE, "em_grad", em_grad, GRAD_MODES)
+        check_positive(_WHERE, "em_eps", em_eps)
+        check_positive(_WHERE, "em_eps_start", em_eps_start)
+        if int(em_iters) < 1:
+            raise LossInputError(f"{_WHERE}: em_iters must be >= 1, got {em_iters}")
         if int(num_teachers) < 1:
             raise LossInputError(f"{_WHERE}: LogitsGraph needs at least 1 teacher, got {num_teachers}")
         k = int(num_teachers)
@@ -100,6 +109,9 @@ class LogitsGraph(nn.Module):
         self.em_iters = int(em_iters)
         self.em_floor = float(em_floor)
         self.em_grad = em_grad
+        self.em_tol = float(em_tol)
+        self.em_eps_start = float(em_eps_start)
+        self.em_round = bool(em_round)
         # A = 0 gives uniform edges 1/K: the graph starts as the plain teacher average.
         self.A = nn.Parameter(torch.zeros(k, k))
         log_t = _temperature_vector(_WHERE, temperatures, k).log()
@@ -107,6 +119,13 @@ class LogitsGraph(nn.Module):
             self.log_temperatures = nn.Parameter(log_t)
         else:
             self.register_buffer("log_temperatures", log_t)
+
+    def sinkhorn_options(self, **override) -> dict:
+        """Keyword arguments of ``sinkhorn_log`` (the EM solver's switches of this graph)."""
+        opts = {"eps": self.em_eps, "iters": self.em_iters, "floor": self.em_floor, "grad": self.em_grad,
+                "tol": self.em_tol, "eps_start": self.em_eps_start, "round_plan": self.em_round}
+        opts.update(override)
+        return opts
 
     def temperatures(self) -> torch.Tensor:
         """The (K,) teacher temperatures T_k (parameterised as log T so they stay positive)."""
@@ -140,8 +159,9 @@ class LogitsGraph(nn.Module):
                 f"{_WHERE}: LogitsGraph({self.num_teachers} teachers) got teacher logits "
                 f"{tuple(teacher_logits.shape)} and student logits {tuple(student_logits.shape)}"
             )
-        if cost is not None and self.em != "sinkhorn":
-            raise LossInputError(f"{_WHERE}: a ground cost is only used with em='sinkhorn', not {self.em!r}")
+    
+        if cost is not None and self.em not in ("exact", "sinkhorn"):
+            raise LossInputError(f"{_WHERE}: a ground cost is only used with em='exact' or 'sinkhorn', not {self.em!r}")
         mu = self.teacher_distributions(teacher_logits)
         eta = torch.softmax(student_logits, dim=-1)
         e = self.edges().to(mu.dtype)
@@ -154,9 +174,7 @@ class LogitsGraph(nn.Module):
             src = mu
             vertex_weights = e.sum(0)
         if self.em == "wgan":
-            per_vertex = em_batch_sets(
-                src.transpose(0, 1), eta, eps=self.em_eps, iters=self.em_iters, grad=self.em_grad
-            )                                                        # (K,)
+            per_vertex = em_batch_sets(src.transpose(0, 1), eta, **self.sinkhorn_options(floor=0.0))   # (K,)
             logit = (vertex_weights * per_vertex).sum()
         else:
             d = em_distance(
@@ -164,10 +182,8 @@ class LogitsGraph(nn.Module):
                 eta.unsqueeze(1).expand(b, k, c).reshape(b * k, c),
                 cost=cost,
                 method=self.em,
-                eps=self.em_eps,
-                iters=self.em_iters,
-                floor=self.em_floor,
-                grad=self.em_grad,
+                **(self.sinkhorn_options() if self.em == "sinkhorn" else
+                   {"floor": self.em_floor} if self.em == "exact" else {}),
             ).view(b, k)
             logit = (d * vertex_weights.unsqueeze(0)).sum(1).mean()
         reg = self.gd_reg * ((e - 1.0 / k) ** 2).sum()

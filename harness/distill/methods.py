@@ -16,6 +16,7 @@ staged-KD abstract (Wang & Tang 2023), a method whose objective changes with the
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -27,6 +28,8 @@ from harness.distill.losses.ce import classification_loss, soft_cross_entropy
 from harness.distill.losses.kd import kd_multi, kd_to_distribution
 from harness.distill.losses.pseudo_label import refine_labels
 from harness.distill.staged import STAGE_NAMES, SubstageDistill, cascade_phase
+from harness.config import ConfigError
+from harness.distill.losses.em import GRAD_MODES, SINKHORN
 from harness.errors import HarnessError
 from harness.models.common import ModelOutput
 
@@ -59,7 +62,11 @@ class MethodContext:
 
 @dataclass(frozen=True)
 class MethodSettings:
-    """Every switch of every method (documented in docs/DISTILL.md)."""
+    """Every switch of every method (documented in docs/DISTILL.md; ``harness distill --set``).
+
+    A run's fingerprint covers only the keys its method reads (``settings_read``), so a new
+    key of one method leaves every other method's finished runs valid.
+    """
 
     lam: float = 0.6                       # Eq. 2: weight of the imitation (logit) terms
     beta: float = 1.0                      # weight of the representation terms (L_r)
@@ -67,19 +74,37 @@ class MethodSettings:
     gl_temperatures: tuple = (2.0,)        # T_k per teacher (one value = shared)
     gl_learn_temperatures: bool = False
     gl_reading: str = "adjusted"           # "adjusted" (METHOD.md) | "literal" (Eq. 4 as printed)
-    gl_em: str = "sinkhorn"                # "sinkhorn" | "closed_form_01" | "wgan"
+    gl_em: str = "exact"                   # "exact" (LP) | "sinkhorn" (entropic) | "closed_form_01" | "wgan"
     gl_ground_cost: str = "prototypes"     # "prototypes" (1 - cos of class prototypes) | "01"
     gl_gd_reg: float = 10.0
-    em_eps: float = 0.05
-    em_iters: int = 50
-    em_grad: str = "potentials"            # "potentials" (fast, O(1) memory) | "unroll" (autograd through iterations)
+    # the Sinkhorn solver (gl_em=sinkhorn and wgan); defaults in one place: em.SINKHORN
+    em_eps: float = SINKHORN.eps
+    em_eps_start: float = SINKHORN.eps_start
+    em_tol: float = SINKHORN.tol
+    em_iters: int = SINKHORN.max_iters
+    em_grad: str = SINKHORN.grad           # "potentials" (Danskin, O(1) memory) | "unroll" (autograd through iterations)
+    em_round: bool = SINKHORN.round_plan
+    em_floor: float = SINKHORN.floor       # added to the histograms before renormalising (every solver)
     mmgd_gd_reg: float = 10.0
+    mmgd_embed_dim: int = 32
+    mmgd_edge_temperature: float = 8.0
+    mmgd_w_logit: float = 10.0
+    mmgd_w_repr: float = 1.0
     gr_d: int = 512                        # compact bilinear sketch dimension
     gr_temperatures: tuple = (1.0,)        # T_k of Eq. 8 per vertex
+    gr_weight_temperatures: tuple = ()     # T of Eq. 10's vertex softmax; () = the vertex T_k
+    gr_learn_weights: bool = True          # g_r learnable (False: uniform vertex weights)
+    gr_gd_reg: float = 0.0                 # pull of the vertex weights toward uniform (not in the paper)
     gr_seed: int = 0                       # count-sketch h, s (saved with the run)
     gr_sketch: str = "per_teacher"         # "per_teacher" | "shared"
+    gr_l2_over: str = "location"           # "location" | "map"
     gr_vertex_scale: str = "unit_rms"      # "unit_rms" (V_k * sqrt(d) before softmax / T_k) | "none" (literal Eq. 8)
+    gr_student_temperature: float = 1.0    # softmax over positions of the student's channels
+    gr_sqrt_eps: float = 1e-8              # signed sqrt's smoothing
+    mmd_sigma: float = 0.0                 # Gaussian MMD bandwidth; 0 = adaptive (mean pairwise distance)
+    mmd_multipliers: tuple = (1.0,)        # kernels at sigma^2 * r, averaged
     feat_temperatures: tuple = (1.0,)
+    feat_student_temperature: float = 1.0
     # staged-kd (an interpretation from the abstract; lam and beta above weight its KD and
     # substage terms in the whole-student epochs)
     staged_phase_epochs: int = 1           # epochs per cascade phase (shortened in short runs; 0 = no cascade)
@@ -90,6 +115,43 @@ class MethodSettings:
     staged_channel_reduction: str = "mean"    # feature_kl over channels: "mean" | "sum"
     staged_stage_point: str = "relu"       # substage map: "relu" (before conv1/conv2's pool) | "pool" (after)
 
+    def __post_init__(self):
+        for key, choices in _CHOICES.items():
+            if getattr(self, key) not in choices:
+                raise ConfigError(f"config key {key!r}: {getattr(self, key)!r} is not one of {', '.join(choices)}")
+        for key, low, strict in _BOUNDS:
+            value = getattr(self, key)
+            for v in (value if isinstance(value, tuple) else (value,)):
+                ok = isinstance(v, (int, float)) and math.isfinite(v) and (v > low if strict else v >= low)
+                if not ok:
+                    raise ConfigError(f"config key {key!r}: must be {'>' if strict else '>='} {low:g}, got {value!r}")
+        if not 0.0 <= self.lam <= 1.0:
+            raise ConfigError(f"config key 'lam': must lie in [0, 1], got {self.lam!r}")
+        for key in ("gl_temperatures", "gr_temperatures", "feat_temperatures", "mmd_multipliers"):
+            if len(getattr(self, key)) == 0:
+                raise ConfigError(f"config key {key!r}: needs at least one value")
+
+
+_CHOICES = {
+    "gl_reading": ("adjusted", "literal"), "gl_em": ("exact", "sinkhorn", "closed_form_01", "wgan"),
+    "gl_ground_cost": ("prototypes", "01"), "em_grad": GRAD_MODES, "gr_sketch": ("per_teacher", "shared"),
+    "gr_l2_over": ("location", "map"), "gr_vertex_scale": ("unit_rms", "none"),
+}
+# (key, lower bound, strict): values (or each value of a tuple) must be finite and above it
+_BOUNDS = [
+    ("beta", 0, False), ("kd_temperature", 0, True), ("gl_temperatures", 0, True), ("gl_gd_reg", 0, False),
+    ("em_eps", 0, True), ("em_eps_start", 0, True), ("em_tol", 0, False), ("em_iters", 1, False),
+    ("em_floor", 0, False), ("mmgd_gd_reg", 0, False), ("mmgd_embed_dim", 1, False),
+    ("mmgd_edge_temperature", 0, True), ("mmgd_w_logit", 0, False), ("mmgd_w_repr", 0, False), ("gr_d", 1, False),
+    ("gr_temperatures", 0, True), ("gr_weight_temperatures", 0, True), ("gr_gd_reg", 0, False),
+    ("gr_student_temperature", 0, True), ("gr_sqrt_eps", 0, True), ("mmd_sigma", 0, False),
+    ("mmd_multipliers", 0, True), ("feat_temperatures", 0, True), ("feat_student_temperature", 0, True),
+]
+
+
+def _sigma(s: MethodSettings) -> float | None:
+    return None if s.mmd_sigma == 0 else float(s.mmd_sigma)
+
 
 # ---- parts ------------------------------------------------------------------------------
 
@@ -98,9 +160,15 @@ class Part(nn.Module):
     name to its weight group: "hard", "logit", "repr" or "reg"."""
 
     groups: dict[str, str] = {}
+    # the MethodSettings keys this part reads (a run's fingerprint covers these and no others)
+    reads: tuple[str, ...] = ()
 
     def forward(self, out: ModelOutput, tb: TeacherBatch) -> dict[str, torch.Tensor]:  # pragma: no cover
         raise NotImplementedError
+
+    def stats(self) -> dict[str, float]:
+        """Numbers logged per epoch beside the loss terms (not part of the loss)."""
+        return {}
 
     def artifacts(self) -> dict:
         """Learned graph quantities saved with the run (adjacency, vertex weights)."""
@@ -119,6 +187,7 @@ class HardLabel(Part):
 
 class KDUniform(Part):
     groups = {"kd": "logit"}
+    reads = ("kd_temperature",)
 
     def __init__(self, ctx: MethodContext, s: MethodSettings):
         super().__init__()
@@ -134,14 +203,17 @@ def _per(values: tuple, k: int) -> list[float]:
 
 class LogitsGraphPart(Part):
     groups = {"logit": "logit", "graph_reg": "reg"}
+    reads = ("gl_temperatures", "gl_learn_temperatures", "gl_reading", "gl_em", "gl_ground_cost", "gl_gd_reg",
+             "em_eps", "em_eps_start", "em_tol", "em_iters", "em_grad", "em_round", "em_floor")
 
     def __init__(self, ctx: MethodContext, s: MethodSettings):
         super().__init__()
         k = len(ctx.teacher_names)
         self.graph = LogitsGraph(k, _per(s.gl_temperatures, k), s.gl_learn_temperatures, s.gl_reading,
-                                 s.gl_em, s.gl_gd_reg, em_eps=s.em_eps, em_iters=s.em_iters,
-                                 em_grad=s.em_grad)
-        use_cost = s.gl_em == "sinkhorn" and s.gl_ground_cost == "prototypes"
+                                 s.gl_em, s.gl_gd_reg, em_eps=s.em_eps, em_iters=s.em_iters, em_floor=s.em_floor,
+                                 em_grad=s.em_grad, em_tol=s.em_tol, em_eps_start=s.em_eps_start,
+                                 em_round=s.em_round)
+        use_cost = s.gl_em in ("exact", "sinkhorn") and s.gl_ground_cost == "prototypes"
         if use_cost and ctx.ground_cost is None:
             raise MethodError("gl: the store has no class prototypes for the EM ground cost; "
                               "use --set gl_ground_cost=01 or rebuild the cache")
@@ -158,11 +230,14 @@ class LogitsGraphPart(Part):
 
 class MMGDPart(Part):
     groups = {"logit": "logit", "repr": "repr", "graph_reg": "reg"}
+    reads = ("mmgd_gd_reg", "mmgd_embed_dim", "mmgd_edge_temperature", "mmgd_w_logit", "mmgd_w_repr")
 
     def __init__(self, ctx: MethodContext, s: MethodSettings):
         super().__init__()
         self.graph = MMGDGraph(len(ctx.teacher_names), ctx.num_classes, ctx.teacher_channels,
-                               ctx.student_channels, gd_reg=s.mmgd_gd_reg)
+                               ctx.student_channels, embed_dim=s.mmgd_embed_dim,
+                               edge_temperature=s.mmgd_edge_temperature, gd_reg=s.mmgd_gd_reg,
+                               w_logit=s.mmgd_w_logit, w_repr=s.mmgd_w_repr)
         self.teacher_names = ctx.teacher_names
 
     def forward(self, out, tb):
@@ -176,30 +251,55 @@ class MMGDPart(Part):
 
 class RepresentationGraphPart(Part):
     groups = {"repr": "repr", "graph_reg": "reg"}
+    reads = ("gr_d", "gr_temperatures", "gr_weight_temperatures", "gr_learn_weights", "gr_gd_reg", "gr_seed",
+             "gr_sketch", "gr_l2_over", "gr_vertex_scale", "gr_student_temperature", "gr_sqrt_eps", "mmd_sigma",
+             "mmd_multipliers")
 
     def __init__(self, ctx: MethodContext, s: MethodSettings):
         super().__init__()
         k = len(ctx.teacher_names)
+        p = k * (k - 1) // 2
         self.graph = RepresentationGraph(ctx.teacher_channels, ctx.student_channels, d=s.gr_d,
-                                         temperatures=_per(s.gr_temperatures, k * (k - 1) // 2),
-                                         seed=s.gr_seed, sketch=s.gr_sketch, vertex_scale=s.gr_vertex_scale)
+                                         temperatures=_per(s.gr_temperatures, p), seed=s.gr_seed,
+                                         weight_temperatures=_per(s.gr_weight_temperatures, p)
+                                         if s.gr_weight_temperatures else None,
+                                         learn_weights=s.gr_learn_weights, sketch=s.gr_sketch, l2_over=s.gr_l2_over,
+                                         student_temperature=s.gr_student_temperature, mmd_sigma=_sigma(s),
+                                         mmd_multipliers=s.mmd_multipliers, gd_reg=s.gr_gd_reg,
+                                         sqrt_eps=s.gr_sqrt_eps, vertex_scale=s.gr_vertex_scale)
         self.pairs = [(ctx.teacher_names[m], ctx.teacher_names[n]) for m, n in self.graph.pairs]
 
     def forward(self, out, tb):
         return self.graph([c.float() for c in tb.conv4], out.conv4.float())
 
+    def weight_summary(self) -> dict[str, float]:
+        """Entropy (nats; log P is uniform) and largest value of the vertex weights: a collapse
+        onto one teacher pair shows as entropy near 0 and max weight near 1."""
+        w = self.graph.vertex_weights().detach().double()
+        return {"gr/weight_entropy": float(-(w * w.clamp_min(1e-30).log()).sum()),
+                "gr/weight_max": float(w.max())}
+
+    def stats(self):
+        return self.weight_summary()
+
     def artifacts(self):
         return {"gr_vertices": [f"{a}x{b}" for a, b in self.pairs],
-                "gr_vertex_weights": self.graph.vertex_weights().detach().cpu().tolist()}
+                "gr_vertex_weights": self.graph.vertex_weights().detach().cpu().tolist(),
+                "gr_weight_entropy": self.weight_summary()["gr/weight_entropy"],
+                "gr_weight_entropy_uniform": math.log(len(self.pairs)),
+                "gr_weight_max": self.weight_summary()["gr/weight_max"]}
 
 
 class UniformFeaturePart(Part):
     groups = {"repr": "repr"}
+    reads = ("feat_temperatures", "feat_student_temperature", "mmd_sigma", "mmd_multipliers")
 
     def __init__(self, ctx: MethodContext, s: MethodSettings):
         super().__init__()
         self.loss = UniformFeatureDistill(ctx.teacher_channels, ctx.student_channels,
-                                          _per(s.feat_temperatures, len(ctx.teacher_names)))
+                                          _per(s.feat_temperatures, len(ctx.teacher_names)),
+                                          student_temperature=s.feat_student_temperature, mmd_sigma=_sigma(s),
+                                          mmd_multipliers=s.mmd_multipliers)
 
     def forward(self, out, tb):
         return self.loss([c.float() for c in tb.conv4], out.conv4.float())
@@ -259,11 +359,26 @@ class StudentMethod(Method):
                 terms[f"{name}/{term}"] = self.weights[part.groups[term]] * value
         return out.logits, terms
 
+    def stats(self):
+        merged = {}
+        for part in self.parts.values():
+            merged.update(part.stats())
+        return merged
+
     def artifacts(self):
         merged = {}
         for part in self.parts.values():
             merged.update(part.artifacts())
         return merged
+
+    @staticmethod
+    def reads_of(parts: tuple[str, ...]) -> tuple[str, ...]:
+        """The settings a student trained with ``parts`` reads: theirs, lam and beta where used."""
+        groups = {g for p in parts for g in PARTS[p].groups.values()}
+        keys = [k for p in parts for k in PARTS[p].reads]
+        keys += ["lam"] if "logit" in groups else []
+        keys += ["beta"] if "repr" in groups else []
+        return tuple(dict.fromkeys(keys))
 
 
 class Fusion(Method):
@@ -318,6 +433,8 @@ class StagedKD(Method):
     """
 
     partial_graph = True
+    reads = ("lam", "beta", "staged_phase_epochs", "staged_alpha", "staged_tau", "staged_temperature",
+             "staged_feature_temperature", "staged_channel_reduction", "staged_stage_point")
 
     def __init__(self, ctx: MethodContext, s: MethodSettings):
         super().__init__()
@@ -374,7 +491,11 @@ class StagedKD(Method):
 
 
 def _student(*parts: str) -> Callable[[MethodContext, MethodSettings], Method]:
-    return lambda ctx, s: StudentMethod(("ce", *parts), ctx, s)
+    def build(ctx, s):
+        return StudentMethod(("ce", *parts), ctx, s)
+
+    build.reads = StudentMethod.reads_of(("ce", *parts))
+    return build
 
 
 @dataclass(frozen=True)
@@ -383,6 +504,11 @@ class MethodSpec:
     build: Callable[[MethodContext, MethodSettings], Method]
     notes: str = ""
     table2: bool = True
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        """The ``MethodSettings`` keys the method reads (``build.reads``)."""
+        return tuple(getattr(self.build, "reads", ()))
 
 
 # One entry per row of Table 2 (plus the plain student). Adding a method touches only this dict.
@@ -404,6 +530,13 @@ METHODS: dict[str, MethodSpec] = {
                             "store caches"),
     "student": MethodSpec("Student, labels only (no teacher)", _student(), table2=False),
 }
+
+
+def settings_read(name: str, settings: MethodSettings) -> dict:
+    """The values of the settings method ``name`` reads: what its run fingerprint covers."""
+    if name not in METHODS:
+        raise MethodError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}")
+    return {k: getattr(settings, k) for k in METHODS[name].reads}
 
 
 def build_method(name: str, ctx: MethodContext, settings: MethodSettings) -> Method:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import math
 import os
 import time
@@ -33,7 +34,8 @@ from harness.config import resolve, to_dict
 from harness.data.frames import evaluate, video_level_predict
 from harness.data.transforms import apply_views_torch
 from harness.distill.losses.em import class_ground_cost
-from harness.distill.methods import METHODS, MethodContext, MethodError, MethodSettings, TeacherBatch, build_method
+from harness.distill.methods import (METHODS, MethodContext, MethodError, MethodSettings, TeacherBatch, build_method,
+                                     settings_read)
 from harness.errors import HarnessError
 from harness.models import MODEL_PRESETS, build_model
 from harness.provenance import fingerprint, sha256_file
@@ -102,6 +104,13 @@ class _Trainable(nn.Module):
         return self.method(self.student, x, tb)
 
 
+def optimiser_parameters(model: _Trainable) -> list[nn.Parameter]:
+    """What the optimiser trains: the student's parameters (for methods that train it) and
+    every parameter of the method (graph edges, vertex weights, edge networks, heads)."""
+    source = model.parameters() if model.method.trains_student else model.method.parameters()
+    return [p for p in source if p.requires_grad]
+
+
 def teacher_names(store: FeatureStore) -> list[str]:
     names = [f.name.split("/")[1] for f in store.fields if f.name.startswith("teachers/") and f.name.endswith("/logits")]
     if not names:
@@ -153,7 +162,7 @@ def distill(method: str, preset: str = "tiny", seed: int = 0, store: str | os.Pa
         raise DistillError(f"{store_path}: the feature store is incomplete; run `harness cache-teachers` to finish it")
     manifest = st.manifest
     run_config = {"kind": "distill", "method": method, "preset": preset, "seed": seed,
-                  "config": to_dict(cfg), "store_fingerprint": fingerprint(manifest)}
+                  "config": run_settings(method, cfg), "store_fingerprint": fingerprint(manifest)}
     run = RunDir.for_config("distill", preset, method, run_config, runs_root)
     if run.is_finished():
         return run
@@ -198,7 +207,7 @@ def _train_run(run: RunDir, run_config: dict, method: str, preset: str, seed: in
                         student_stage_channels=tuple(student.stage_channels))
     meth = build_method(method, ctx, cfg.method)
     model = _Trainable(student, meth).to(device)
-    params = [p for p in (model.parameters() if meth.trains_student else meth.parameters()) if p.requires_grad]
+    params = optimiser_parameters(model)
     epochs = cfg.epochs if params else 0
     opt = torch.optim.Adam(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay) if params else None
     sched = torch.optim.lr_scheduler.StepLR(opt, cfg.lr_step_epochs, cfg.lr_gamma) if opt else None
@@ -271,6 +280,14 @@ def _train_run(run: RunDir, run_config: dict, method: str, preset: str, seed: in
                     "student_sha256": sha256_file(run.path / "student.pt"),
                     "artifacts": meth.artifacts(), "store": str(store_path)})
     return run
+
+
+def run_settings(method: str, cfg: DistillConfig) -> dict:
+    """The config a run of ``method`` is keyed by: the runner's settings and, of the method
+    settings, only the keys the method reads (``settings_read``)."""
+    out = to_dict(cfg)
+    out["method"] = json.loads(json.dumps(settings_read(method, cfg.method), default=str))
+    return out
 
 
 def _resolve_config(preset: str, overrides: dict[str, Any] | None) -> DistillConfig:
