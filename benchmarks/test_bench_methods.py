@@ -48,7 +48,8 @@ def test_sinkhorn_gradient_modes(benchmark, grad):
     from harness.distill.graphs import LogitsGraph
 
     torch.manual_seed(0)
-    graph = LogitsGraph(K, [2.0] * K, em_eps=0.05, em_iters=50, em_grad=grad)
+    graph = LogitsGraph(K, [2.0] * K, em="sinkhorn", em_eps=0.05, em_iters=50, em_eps_start=0.05, em_tol=0.0,
+                        em_grad=grad)
     t = torch.randn(128, K, 101)
     s = torch.randn(128, 101, requires_grad=True)
     cost = torch.rand(101, 101)
