@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -63,7 +64,82 @@ def environment() -> dict:
         "numpy": numpy.__version__,
         "cuda": torch.version.cuda,
         "harness": harness.__version__,
+        "numerics": numerics(),
     }
+
+
+# instruction-set flags that decide which CPU kernels MKL, oneDNN and ATen dispatch to
+_SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
+               "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_tile", "amx_int8")
+# environment variables that change kernels, threads or reduction order
+_NUMERIC_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "MKL_CBWR", "MKL_ENABLE_INSTRUCTIONS", "MKL_DEBUG_CPU_TYPE",
+                "DNNL_MAX_CPU_ISA", "ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "OPENBLAS_CORETYPE",
+                "OPENBLAS_NUM_THREADS", "CUBLAS_WORKSPACE_CONFIG")
+
+
+def _cpuinfo() -> tuple[str, list[str]]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or "unknown", []
+    model, flags = "unknown", set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and model == "unknown":
+            model = value.strip()
+        elif key.strip() == "flags" and not flags:
+            flags = set(value.split())
+    return model, [f for f in _SIMD_FLAGS if f in flags]
+
+
+def _build_line(prefix: str) -> str | None:
+    import torch
+
+    for line in torch.__config__.show().splitlines():
+        if prefix in line:
+            return line.strip(" -")
+    return None
+
+
+def numerics() -> dict:
+    """What decides a run's floating-point results on this machine: the CPU and its SIMD
+    flags, the kernel level ATen dispatches to, the BLAS / oneDNN builds, thread counts, the
+    environment variables that steer them, and the determinism switches."""
+    import torch
+
+    model, flags = _cpuinfo()
+    found = re.search(r"BLAS_INFO=([^,\s]+)", _build_line("BLAS_INFO=") or "")
+    blas = found.group(1) if found else None
+    out = {
+        "cpu_model": model,
+        "cpu_simd_flags": flags,
+        "cpu_count": os.cpu_count(),
+        "aten_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "blas": blas,
+        "mkl": _build_line("Math Kernel Library"),
+        "onednn": _build_line("MKL-DNN") or _build_line("oneDNN"),
+        "onednn_enabled": bool(torch.backends.mkldnn.enabled),
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "env": {k: os.environ[k] for k in _NUMERIC_ENV if k in os.environ},
+        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+        "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
+        "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+    }
+    out["summary"] = machine_summary(out)
+    return out
+
+
+def machine_summary(n: dict) -> str:
+    """One line for table footers: CPU, kernel level, BLAS / oneDNN, threads (and the GPU)."""
+    onednn = (n.get("onednn") or "").replace("Intel(R) MKL-DNN ", "oneDNN ").split(" (")[0]
+    parts = [n.get("cpu_model", "unknown CPU"), f"{n.get('aten_cpu_capability')} kernels",
+             f"BLAS {n.get('blas')}", onednn + ("" if n.get("onednn_enabled", True) else " (off)"),
+             f"{n.get('torch_threads')} threads"]
+    if n.get("gpu"):
+        parts.append(n["gpu"])
+    return ", ".join(p for p in parts if p)
 
 
 def run_record(config: Any, inputs: dict[str, str] | None = None) -> dict:

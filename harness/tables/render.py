@@ -9,13 +9,30 @@ that produced it and the runs behind each number.
 from __future__ import annotations
 
 import csv
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.provenance import code_version, write_json_atomic
+from harness.provenance import code_version, machine_summary, write_json_atomic
 
 TABLES_DIR = Path(__file__).resolve().parents[2] / "tables"
 PAPER_DATASETS = ("ucf101", "hmdb51", "ccv")
+
+
+def run_machines(run_paths) -> list[str]:
+    """The distinct machines (``machine_summary``) recorded in the runs' ``run.json``; runs made
+    before the harness recorded them count as "not recorded"."""
+    seen = []
+    for path in run_paths:
+        try:
+            env = json.loads((Path(path) / "run.json").read_text()).get("environment", {})
+        except (OSError, ValueError):
+            env = {}
+        numerics = env.get("numerics")
+        label = numerics.get("summary") or machine_summary(numerics) if numerics else "not recorded"
+        if label not in seen:
+            seen.append(label)
+    return seen or ["not recorded"]
 
 
 def paper_numbers(table: int) -> dict[str, dict]:
@@ -73,6 +90,7 @@ def render(table: int, rows: list[MeasuredRow], dataset_label: str, command: str
                         "runs": row.runs, "note": row.note, "pretext": row.pretext,
                         "paper": {d: ref.get(d) for d in PAPER_DATASETS}})
     version = code_version()  # one stamp for the markdown and the JSON
+    machines = run_machines([run for row in rows for run in row.runs])
     md = "\n".join([
         f"Table {table}: ours measured by this harness on {dataset_label}; paper columns are the "
         "numbers printed in Zhang & Peng (IJCAI 2018), not measured here.",
@@ -81,6 +99,8 @@ def render(table: int, rows: list[MeasuredRow], dataset_label: str, command: str
         "",
         f"Made by: `{command}` (code {version}). Runs behind each number are listed in "
         f"table{table}.json.",
+        "",
+        f"Machine{'s' if len(machines) > 1 else ''} that computed the runs: {'; '.join(machines)}.",
     ])
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / f"table{table}.md").write_text(md + "\n")
@@ -91,5 +111,5 @@ def render(table: int, rows: list[MeasuredRow], dataset_label: str, command: str
             writer.writerow([r["key"], r["label"], r["ours"], r["metric"], *(r["paper"][d] for d in PAPER_DATASETS)])
     write_json_atomic(out_dir / f"table{table}.json",
                       {"table": table, "dataset": dataset_label, "command": command,
-                       "code_version": version, "rows": records})
+                       "code_version": version, "machines": machines, "rows": records})
     return md
