@@ -260,7 +260,8 @@ def test_every_reading_is_reachable_by_set_and_reaches_the_graphs():
 
 @pytest.mark.parametrize("key, value", [("em_eps", "0"), ("gl_reading", "bogus"), ("gr_temperatures", "0"),
                                         ("lam", "nan"), ("mmgd_edge_temperature", "-1"), ("em_iters", "0"),
-                                        ("mmd_multipliers", "[]"), ("kd_temperature", "inf")])
+                                        ("mmd_multipliers", "[]"), ("kd_temperature", "inf"), ("mmd_multipliers", "a,b"),
+                                        ("gl_gd_reg", "x")])
 def test_a_bad_value_names_its_key(key, value):
     with pytest.raises(ConfigError, match=f"config key '{key}'"):
         _resolve_config("smoke", {key: value})
