@@ -7,9 +7,12 @@ Prints (under "feature store report") one accuracy table per solver configuratio
 former default (Sinkhorn eps 0.05, 50 iterations, no scaling, no rounding), the Sinkhorn
 solver at today's defaults (``SINKHORN``), and the exact LP (the default of ``gl_em``).
 Targets at the training defaults: median relative error <= 2%, gradient cosine >= 0.9, and the
-EM's forward + backward no dearer than the tiny student's own forward + backward.
+EM's forward + backward no dearer than the tiny student's own forward + backward. The whole
+file takes about 20 minutes on 2 cores (the Sinkhorn table at C = 101 is most of it);
+``HARNESS_BENCH_SLOW=1`` adds Sinkhorn's timing at C = 101 (minutes per call).
 """
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -88,10 +91,15 @@ def test_em_cost_beside_a_student_step(benchmark, report_lines, classes):
         z = (teacher[:, 0] / 2 + 0.1 * torch.randn(b, classes)).requires_grad_(True)
         return lambda: graph(teacher, z, cost)["logit"].backward()
 
-    fns = {"student": student_step, "exact": em_step("exact"), "sinkhorn": em_step("sinkhorn")}
+    fns = {"student": student_step, "exact": em_step("exact")}
+    # Sinkhorn at its defaults takes minutes per call at C = 101 on a CPU: only on request
+    if classes <= 10 or os.environ.get("HARNESS_BENCH_SLOW") == "1":
+        fns["sinkhorn"] = em_step("sinkhorn")
     med = benchmark.pedantic(lambda: _interleaved(fns, rounds=5 if classes <= 10 else 3), rounds=1, iterations=1)
     benchmark.group = "G_l EM forward+backward vs student step"
-    _report(report_lines, [f"G_l forward+backward, B={b}, K={k}, C={classes}, {torch.get_num_threads()} threads, "
-                           f"interleaved medians: tiny student step {1e3 * med['student']:.1f} ms, exact EM "
-                           f"{1e3 * med['exact']:.1f} ms ({med['exact'] / med['student']:.2f}x), Sinkhorn "
-                           f"{1e3 * med['sinkhorn']:.1f} ms ({med['sinkhorn'] / med['student']:.2f}x)"])
+    line = (f"G_l forward+backward, B={b}, K={k}, C={classes}, {torch.get_num_threads()} threads, "
+            f"interleaved medians: tiny student step {1e3 * med['student']:.1f} ms, exact EM "
+            f"{1e3 * med['exact']:.1f} ms ({med['exact'] / med['student']:.2f}x)")
+    if "sinkhorn" in med:
+        line += f", Sinkhorn {1e3 * med['sinkhorn']:.1f} ms ({med['sinkhorn'] / med['student']:.2f}x)"
+    _report(report_lines, [line])
