@@ -33,3 +33,7 @@ def test_tables_list_the_machines_recorded_by_their_runs(tmp_path):
     (old / "run.json").write_text(json.dumps({"environment": {}}))
     assert run_machines([a, b]) == ["CPU X, AVX2 kernels"]
     assert run_machines([a, old, tmp_path / "missing"]) == ["CPU X, AVX2 kernels", "not recorded"]
+    pre = tmp_path / "pretrain"
+    pre.mkdir()
+    (pre / "metrics.json").write_text(json.dumps({"run": {"environment": {"numerics": {"summary": "CPU Y"}}}}))
+    assert run_machines([pre, a]) == ["CPU Y", "CPU X, AVX2 kernels"]

@@ -24,10 +24,15 @@ def run_machines(run_paths) -> list[str]:
     before the harness recorded them count as "not recorded"."""
     seen = []
     for path in run_paths:
-        try:
-            env = json.loads((Path(path) / "run.json").read_text()).get("environment", {})
-        except (OSError, ValueError):
-            env = {}
+        env = {}
+        # run.json (fine-tuning, distillation) or the "run" record of pretraining's metrics.json
+        for name, key in (("run.json", None), ("metrics.json", "run")):
+            try:
+                record = json.loads((Path(path) / name).read_text())
+            except (OSError, ValueError):
+                continue
+            env = (record.get(key, {}) if key else record).get("environment", {})
+            break
         numerics = env.get("numerics")
         label = numerics.get("summary") or machine_summary(numerics) if numerics else "not recorded"
         if label not in seen:
