@@ -201,7 +201,7 @@ def sinkhorn_log(
                     break
         plan = torch.exp(-cc / stages[-1] + (f.unsqueeze(2) + g.unsqueeze(1)) / stages[-1])
         info["iters"] = done
-        info["row_error"] = float((plan.sum(2) - log_a.exp()).abs().sum(1).max())
+        info["row_error"] = float((plan.sum(2) - log_a.exp()).abs().sum(1).max().detach())
         return f, g, plan
 
     if grad == "unroll":
