@@ -155,6 +155,25 @@ def teachers(preset, seed, data_root, quiet):
                               progress=not quiet))
 
 
+@main.group()
+def config():
+    """Inspect configuration."""
+
+
+@config.command("show")
+@preset_option
+@click.option("--method", default=None, help="Only the method settings this method reads (its fingerprint).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable rows instead of a table.")
+@set_option
+def config_show(preset, method, as_json, overrides):
+    """The resolved distillation config: every key with its value, the preset's and the class
+    default, and a one-line doc. Accepts the same --set overrides as `harness distill`."""
+    from harness.config import parse_overrides
+    from harness.distill.settings_doc import describe, render
+
+    click.echo(render(describe(preset, method, parse_overrides(overrides)), as_json))
+
+
 @main.command("cache-teachers")
 @preset_option
 @seed_option

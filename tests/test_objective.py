@@ -277,3 +277,26 @@ def test_a_knob_of_one_method_leaves_the_others_fingerprints_alone():
     assert run_settings("fusion", base)["method"] == {}
     assert "staged_tau" in run_settings("staged-kd", base)["method"]
     assert "em_eps" in run_settings("gl+gr", base)["method"] and "em_eps" not in run_settings("kd", base)["method"]
+
+
+def test_config_show_prints_every_switch_the_docs_name_for_a_method():
+    import re
+    from pathlib import Path
+
+    from click.testing import CliRunner
+
+    from harness.cli import main
+    from harness.distill.runner import DistillConfig
+
+    out = CliRunner().invoke(main, ["config", "show", "--preset", "tiny", "--method", "gl+gr", "--set", "em_eps=0.02"])
+    assert out.exit_code == 0, out.output
+    shown = dict(re.findall(r"^\| \w+ \| `(\w+)` \| ([^|]+) \|", out.output, re.M))
+    docs = Path(__file__).resolve().parents[1] / "docs" / "DISTILL.md"
+    named = set(re.findall(r"^\| `(\w+)`", docs.read_text(), re.M))
+    reads = set(METHODS["gl+gr"].reads)
+    assert reads <= named                                        # every key gl+gr reads is documented
+    assert reads <= set(shown) and {f.name for f in __import__("dataclasses").fields(DistillConfig)} - {"method"} <= set(shown)
+    assert not (set(shown) & (named - reads - set(shown)))       # other methods' keys are left out
+    assert "staged_tau" not in shown and shown["em_eps"].strip() == "0.02 (set)"
+    assert all(line.rstrip().endswith("|") and not line.rstrip().endswith("|  |")
+               for line in out.output.splitlines() if line.startswith("| method"))   # each has a doc

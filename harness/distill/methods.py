@@ -72,24 +72,24 @@ class MethodSettings:
     beta: float = 1.0                      # weight of the representation terms (L_r)
     kd_temperature: float = 4.0            # Hinton KD temperature
     gl_temperatures: tuple = (2.0,)        # T_k per teacher (one value = shared)
-    gl_learn_temperatures: bool = False
+    gl_learn_temperatures: bool = False    # learn log T_k
     gl_reading: str = "adjusted"           # "adjusted" (METHOD.md) | "literal" (Eq. 4 as printed)
     gl_em: str = "exact"                   # "exact" (LP) | "sinkhorn" (entropic) | "closed_form_01" | "wgan"
     gl_ground_cost: str = "prototypes"     # "prototypes" (1 - cos of class prototypes) | "01"
-    gl_gd_reg: float = 10.0
+    gl_gd_reg: float = 10.0                # pull of the edges toward uniform (MMGD's value)
     # the Sinkhorn solver (gl_em=sinkhorn and wgan); defaults in one place: em.SINKHORN
-    em_eps: float = SINKHORN.eps
-    em_eps_start: float = SINKHORN.eps_start
-    em_tol: float = SINKHORN.tol
-    em_iters: int = SINKHORN.max_iters
+    em_eps: float = SINKHORN.eps           # Sinkhorn: final entropic regularisation (cost units)
+    em_eps_start: float = SINKHORN.eps_start   # Sinkhorn: epsilon scaling starts here
+    em_tol: float = SINKHORN.tol           # Sinkhorn: stop at this row-marginal L1 error
+    em_iters: int = SINKHORN.max_iters     # Sinkhorn: iteration cap
     em_grad: str = SINKHORN.grad           # "potentials" (Danskin, O(1) memory) | "unroll" (autograd through iterations)
-    em_round: bool = SINKHORN.round_plan
+    em_round: bool = SINKHORN.round_plan   # Sinkhorn: round the plan onto the transport polytope
     em_floor: float = SINKHORN.floor       # added to the histograms before renormalising (every solver)
-    mmgd_gd_reg: float = 10.0
-    mmgd_embed_dim: int = 32
-    mmgd_edge_temperature: float = 8.0
-    mmgd_w_logit: float = 10.0
-    mmgd_w_repr: float = 1.0
+    mmgd_gd_reg: float = 10.0              # MMGD edge regulariser
+    mmgd_embed_dim: int = 32               # MMGD vertex embedding size
+    mmgd_edge_temperature: float = 8.0     # softmax temperature of MMGD's edges
+    mmgd_w_logit: float = 10.0             # weight of MMGD's logit term
+    mmgd_w_repr: float = 1.0               # weight of MMGD's representation term
     gr_d: int = 512                        # compact bilinear sketch dimension
     gr_temperatures: tuple = (1.0,)        # T_k of Eq. 8 per vertex
     gr_weight_temperatures: tuple = ()     # T of Eq. 10's vertex softmax; () = the vertex T_k
@@ -103,8 +103,8 @@ class MethodSettings:
     gr_sqrt_eps: float = 1e-8              # signed sqrt's smoothing
     mmd_sigma: float = 0.0                 # Gaussian MMD bandwidth; 0 = adaptive (mean pairwise distance)
     mmd_multipliers: tuple = (1.0,)        # kernels at sigma^2 * r, averaged
-    feat_temperatures: tuple = (1.0,)
-    feat_student_temperature: float = 1.0
+    feat_temperatures: tuple = (1.0,)      # softmax temperature of the teachers' maps (feature distill)
+    feat_student_temperature: float = 1.0  # the same for the student's channels
     # staged-kd (an interpretation from the abstract; lam and beta above weight its KD and
     # substage terms in the whole-student epochs)
     staged_phase_epochs: int = 1           # epochs per cascade phase (shortened in short runs; 0 = no cascade)

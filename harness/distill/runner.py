@@ -45,18 +45,18 @@ from harness.utils import pick_device, seed_everything
 
 @dataclass(frozen=True)
 class DistillConfig:
-    epochs: int
-    batch_size: int
-    lr: float
+    epochs: int                    # training epochs
+    batch_size: int                # items per step
+    lr: float                      # Adam learning rate
     lr_step_epochs: int            # lr multiplied by lr_gamma every lr_step_epochs (paper: 0.5 / 50)
-    lr_gamma: float = 0.5
+    lr_gamma: float = 0.5          # lr factor every lr_step_epochs
     betas: tuple = (0.9, 0.999)    # Adam, "momentum 0.9" in the paper
-    weight_decay: float = 5e-4
-    grad_clip: float = 10.0
+    weight_decay: float = 5e-4     # Adam weight decay
+    grad_clip: float = 10.0        # gradient norm clip (0 = off)
     amp: bool = True               # bfloat16 autocast, only on CUDA
-    shuffle_buffer: int = 4
-    prefetch: int = 2
-    device: str = "auto"
+    shuffle_buffer: int = 4        # store chunks the reader shuffles within
+    prefetch: int = 2              # batches read ahead
+    device: str = "auto"           # "auto" | "cpu" | "cuda"
     method: MethodSettings = field(default_factory=MethodSettings)
 
 
