@@ -141,7 +141,7 @@ def test_logits_graph_regulariser_gradient_matches_a_hand_derivative():
             up[i, j] += 1e-6
             down[i, j] -= 1e-6
             fd[i, j] = (_numpy_gl_reg(up, 3.0) - _numpy_gl_reg(down, 3.0)) / 2e-6
-    assert float(reg) == pytest.approx(_numpy_gl_reg(a, 3.0), rel=1e-10)
+    assert float(reg.detach()) == pytest.approx(_numpy_gl_reg(a, 3.0), rel=1e-10)
     np.testing.assert_allclose(grad.numpy(), fd, rtol=1e-5, atol=1e-8)
     assert np.abs(fd).max() > 1e-2
 
@@ -185,7 +185,7 @@ def test_representation_graph_regulariser_acts_on_the_live_weights():
     s_map = torch.rand(2, 8, 3, 3, generator=g, dtype=torch.float64)
     reg = graph(maps, s_map)["graph_reg"]
     w = torch.softmax(graph.g_r.detach(), 0).numpy()
-    assert float(reg) == pytest.approx(5.0 * float(((w - 1 / 6) ** 2).sum()), rel=1e-10)
+    assert float(reg.detach()) == pytest.approx(5.0 * float(((w - 1 / 6) ** 2).sum()), rel=1e-10)
     _fd_against_autograd(graph, [graph.g_r], lambda: graph(maps, s_map)["graph_reg"])
 
 
