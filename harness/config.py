@@ -29,7 +29,11 @@ def resolve(table: Mapping[str, T], preset: str, overrides: Mapping[str, Any] | 
     """
     if preset not in table:
         raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(table)}")
-    cfg = table[preset]
+    return apply_overrides(table[preset], overrides)
+
+
+def apply_overrides(cfg: T, overrides: Mapping[str, Any] | None) -> T:
+    """``cfg`` (a dataclass) with ``{field: value}`` overrides applied, as ``resolve`` does."""
     for key, value in (overrides or {}).items():
         cfg = _replace_path(cfg, key.split("."), value, key)
     return cfg

@@ -92,10 +92,9 @@ def _cpuinfo() -> tuple[str, list[str]]:
     return model, [f for f in _SIMD_FLAGS if f in flags]
 
 
-def _build_line(prefix: str) -> str | None:
-    import torch
-
-    for line in torch.__config__.show().splitlines():
+def _build_line(build: str, prefix: str) -> str | None:
+    """The line of torch's build description (``torch.__config__.show()``) holding ``prefix``."""
+    for line in build.splitlines():
         if prefix in line:
             return line.strip(" -")
     return None
@@ -108,7 +107,8 @@ def numerics() -> dict:
     import torch
 
     model, flags = _cpuinfo()
-    found = re.search(r"BLAS_INFO=([^,\s]+)", _build_line("BLAS_INFO=") or "")
+    build = torch.__config__.show()
+    found = re.search(r"BLAS_INFO=([^,\s]+)", _build_line(build, "BLAS_INFO=") or "")
     blas = found.group(1) if found else None
     out = {
         "cpu_model": model,
@@ -116,8 +116,8 @@ def numerics() -> dict:
         "cpu_count": os.cpu_count(),
         "aten_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "blas": blas,
-        "mkl": _build_line("Math Kernel Library"),
-        "onednn": _build_line("MKL-DNN") or _build_line("oneDNN"),
+        "mkl": _build_line(build, "Math Kernel Library"),
+        "onednn": _build_line(build, "MKL-DNN") or _build_line(build, "oneDNN"),
         "onednn_enabled": bool(torch.backends.mkldnn.enabled),
         "torch_threads": torch.get_num_threads(),
         "torch_interop_threads": torch.get_num_interop_threads(),

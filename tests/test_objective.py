@@ -280,6 +280,7 @@ def test_a_knob_of_one_method_leaves_the_others_fingerprints_alone():
 
 
 def test_config_show_prints_every_switch_the_docs_name_for_a_method():
+    import dataclasses
     import re
     from pathlib import Path
 
@@ -295,7 +296,7 @@ def test_config_show_prints_every_switch_the_docs_name_for_a_method():
     named = set(re.findall(r"^\| `(\w+)`", docs.read_text(), re.M))
     reads = set(METHODS["gl+gr"].reads)
     assert reads <= named                                        # every key gl+gr reads is documented
-    assert reads <= set(shown) and {f.name for f in __import__("dataclasses").fields(DistillConfig)} - {"method"} <= set(shown)
+    assert reads <= set(shown) and {f.name for f in dataclasses.fields(DistillConfig)} - {"method"} <= set(shown)
     assert not (set(shown) & (named - reads - set(shown)))       # other methods' keys are left out
     assert "staged_tau" not in shown and shown["em_eps"].strip() == "0.02 (set)"
     assert all(line.rstrip().endswith("|") and not line.rstrip().endswith("|  |")

@@ -120,12 +120,20 @@ class LogitsGraph(nn.Module):
         else:
             self.register_buffer("log_temperatures", log_t)
 
-    def sinkhorn_options(self, **override) -> dict:
+    def sinkhorn_options(self) -> dict:
         """Keyword arguments of ``sinkhorn_log`` (the EM solver's switches of this graph)."""
-        opts = {"eps": self.em_eps, "iters": self.em_iters, "floor": self.em_floor, "grad": self.em_grad,
+        return {"eps": self.em_eps, "iters": self.em_iters, "floor": self.em_floor, "grad": self.em_grad,
                 "tol": self.em_tol, "eps_start": self.em_eps_start, "round_plan": self.em_round}
-        opts.update(override)
-        return opts
+
+    def solver_options(self) -> dict:
+        """The keywords this graph's EM solver takes: every Sinkhorn switch (floor 0 for the
+        batch-set reading, whose weights are uniform), only the floor for the exact LP, none for
+        the 0/1 closed form."""
+        if self.em == "sinkhorn":
+            return self.sinkhorn_options()
+        if self.em == "wgan":
+            return {**self.sinkhorn_options(), "floor": 0.0}
+        return {"floor": self.em_floor} if self.em == "exact" else {}
 
     def temperatures(self) -> torch.Tensor:
         """The (K,) teacher temperatures T_k (parameterised as log T so they stay positive)."""
@@ -159,7 +167,6 @@ class LogitsGraph(nn.Module):
                 f"{_WHERE}: LogitsGraph({self.num_teachers} teachers) got teacher logits "
                 f"{tuple(teacher_logits.shape)} and student logits {tuple(student_logits.shape)}"
             )
-    
         if cost is not None and self.em not in ("exact", "sinkhorn"):
             raise LossInputError(f"{_WHERE}: a ground cost is only used with em='exact' or 'sinkhorn', not {self.em!r}")
         mu = self.teacher_distributions(teacher_logits)
@@ -174,7 +181,7 @@ class LogitsGraph(nn.Module):
             src = mu
             vertex_weights = e.sum(0)
         if self.em == "wgan":
-            per_vertex = em_batch_sets(src.transpose(0, 1), eta, **self.sinkhorn_options(floor=0.0))   # (K,)
+            per_vertex = em_batch_sets(src.transpose(0, 1), eta, **self.solver_options())   # (K,)
             logit = (vertex_weights * per_vertex).sum()
         else:
             d = em_distance(
@@ -182,8 +189,7 @@ class LogitsGraph(nn.Module):
                 eta.unsqueeze(1).expand(b, k, c).reshape(b * k, c),
                 cost=cost,
                 method=self.em,
-                **(self.sinkhorn_options() if self.em == "sinkhorn" else
-                   {"floor": self.em_floor} if self.em == "exact" else {}),
+                **self.solver_options(),
             ).view(b, k)
             logit = (d * vertex_weights.unsqueeze(0)).sum(1).mean()
         reg = self.gd_reg * ((e - 1.0 / k) ** 2).sum()

@@ -23,13 +23,13 @@ from typing import Callable
 import torch
 from torch import nn
 
+from harness.config import ConfigError
 from harness.distill.graphs import LogitsGraph, MMGDGraph, RepresentationGraph, UniformFeatureDistill
 from harness.distill.losses.ce import classification_loss, soft_cross_entropy
+from harness.distill.losses.em import GRAD_MODES, SINKHORN
 from harness.distill.losses.kd import kd_multi, kd_to_distribution
 from harness.distill.losses.pseudo_label import refine_labels
 from harness.distill.staged import STAGE_NAMES, SubstageDistill, cascade_phase
-from harness.config import ConfigError
-from harness.distill.losses.em import GRAD_MODES, SINKHORN
 from harness.errors import HarnessError
 from harness.models.common import ModelOutput
 
@@ -132,10 +132,11 @@ class MethodSettings:
                 raise ConfigError(f"config key {key!r}: needs at least one value")
 
 
+# the choices are the graphs' own, so a new reading is added in one place
 _CHOICES = {
-    "gl_reading": ("adjusted", "literal"), "gl_em": ("exact", "sinkhorn", "closed_form_01", "wgan"),
-    "gl_ground_cost": ("prototypes", "01"), "em_grad": GRAD_MODES, "gr_sketch": ("per_teacher", "shared"),
-    "gr_l2_over": ("location", "map"), "gr_vertex_scale": ("unit_rms", "none"),
+    "gl_reading": LogitsGraph.READINGS, "gl_em": LogitsGraph.EMS, "gl_ground_cost": ("prototypes", "01"),
+    "em_grad": GRAD_MODES, "gr_sketch": RepresentationGraph.SKETCHES, "gr_l2_over": RepresentationGraph.L2_OVER,
+    "gr_vertex_scale": RepresentationGraph.VERTEX_SCALES,
 }
 # (key, lower bound, strict): values (or each value of a tuple) must be finite and above it
 _BOUNDS = [
@@ -283,11 +284,12 @@ class RepresentationGraphPart(Part):
         return self.weight_summary()
 
     def artifacts(self):
+        summary = self.weight_summary()
         return {"gr_vertices": [f"{a}x{b}" for a, b in self.pairs],
                 "gr_vertex_weights": self.graph.vertex_weights().detach().cpu().tolist(),
-                "gr_weight_entropy": self.weight_summary()["gr/weight_entropy"],
+                "gr_weight_entropy": summary["gr/weight_entropy"],
                 "gr_weight_entropy_uniform": math.log(len(self.pairs)),
-                "gr_weight_max": self.weight_summary()["gr/weight_max"]}
+                "gr_weight_max": summary["gr/weight_max"]}
 
 
 class UniformFeaturePart(Part):

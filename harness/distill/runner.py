@@ -30,7 +30,7 @@ from torch import nn
 from harness.cache.reader import StreamingReader
 from harness.cache.store import FeatureStore
 from harness.checkpoints import save_atomic
-from harness.config import ConfigError, resolve, to_dict
+from harness.config import apply_overrides, resolve, to_dict
 from harness.data.frames import evaluate, video_level_predict
 from harness.data.transforms import apply_views_torch
 from harness.distill.losses.em import class_ground_cost
@@ -293,11 +293,11 @@ def run_settings(method: str, cfg: DistillConfig) -> dict:
 def _resolve_config(preset: str, overrides: dict[str, Any] | None) -> DistillConfig:
     """``--set`` keys are DistillConfig fields or MethodSettings fields (``lam=0.5``)."""
     method_fields = {f.name for f in dataclasses.fields(MethodSettings)}
-    mapped = {(f"method.{k}" if k in method_fields else k): v for k, v in (overrides or {}).items()}
-    try:
-        return resolve(DISTILL_PRESETS, preset, mapped)
-    except ConfigError as exc:   # name the key as the user typed it
-        raise ConfigError(str(exc).replace("'method.", "'")) from None
+    overrides = overrides or {}
+    # method keys are applied to the method settings directly, so errors name them as typed
+    cfg = resolve(DISTILL_PRESETS, preset, {k: v for k, v in overrides.items() if k not in method_fields})
+    method = apply_overrides(cfg.method, {k: v for k, v in overrides.items() if k in method_fields})
+    return dataclasses.replace(cfg, method=method)
 
 
 @torch.no_grad()

@@ -8,7 +8,7 @@ import inspect
 import json
 import re
 
-from harness.distill.methods import METHODS, MethodError, MethodSettings
+from harness.distill.methods import MethodSettings, settings_read
 
 
 def field_docs(cls) -> dict[str, str]:
@@ -26,19 +26,15 @@ def describe(preset: str, method: str | None, overrides: dict) -> list[dict]:
     ``method``, only the method settings that method reads (what its fingerprint covers)."""
     from harness.distill.runner import DISTILL_PRESETS, DistillConfig, _resolve_config
 
-    if method is not None and method not in METHODS:
-        raise MethodError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     cfg = _resolve_config(preset, overrides)
     base = DISTILL_PRESETS[preset]
+    read = None if method is None else set(settings_read(method, cfg.method))   # raises on an unknown method
     rows = []
-    for section, cls, obj, ref in (("training", DistillConfig, cfg, base), ("method", MethodSettings, cfg.method,
-                                                                           base.method)):
+    for section, cls, obj, ref in (("training", DistillConfig, cfg, base),
+                                   ("method", MethodSettings, cfg.method, base.method)):
         docs = field_docs(cls)
-        keys = [f.name for f in dataclasses.fields(cls) if f.name != "method"]
-        if section == "method" and method is not None:
-            keys = [k for k in keys if k in METHODS[method].reads]
         for f in dataclasses.fields(cls):
-            if f.name not in keys:
+            if f.name == "method" or (section == "method" and read is not None and f.name not in read):
                 continue
             default = f.default if f.default is not dataclasses.MISSING else (
                 f.default_factory() if f.default_factory is not dataclasses.MISSING else None)

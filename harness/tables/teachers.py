@@ -19,7 +19,7 @@ from pathlib import Path
 from harness.provenance import code_version, write_json_atomic
 
 # The tiny preset's target for pretraining + fine-tuning the four teachers on 2 CPU cores
-# (the teachers issue); other presets have none.
+# (a laptop-CPU budget for the embedded benchmark); other presets have none.
 TEACHER_BUDGET_S = {"tiny": 600.0}
 
 
