@@ -209,9 +209,11 @@ def test_lambda_and_beta_weight_the_terms_as_eq2():
                       torch.randint(0, C, (8,), generator=g))
     x = torch.randn(8, 3, 32, 32, generator=g)
     _, terms = method(student, x, tb)
-    out = student.forward_features(x)
-    gl = method.parts["gl"].graph(tb.logits, out.logits, method.parts["gl"].cost)
-    gr = method.parts["gr"].graph(tb.conv4, out.conv4)
+    terms = {k: v.detach() for k, v in terms.items()}
+    with torch.no_grad():
+        out = student.forward_features(x)
+        gl = method.parts["gl"].graph(tb.logits, out.logits, method.parts["gl"].cost)
+        gr = method.parts["gr"].graph(tb.conv4, out.conv4)
     ce = F.cross_entropy(out.logits, tb.target)
     e = method.parts["gl"].graph.edges().detach().numpy()
     vw = torch.softmax(method.parts["gr"].graph.g_r.detach(), 0).numpy()

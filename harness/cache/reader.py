@@ -4,9 +4,8 @@ One pass over a :class:`StreamingReader` is one epoch. Order: the chunks are per
 ``(seed, epoch)``; each rank takes every ``world_size``-th of them; a background thread reads
 them (at most ``prefetch`` waiting in a queue); the consumer keeps ``shuffle_buffer`` chunks
 and draws every batch uniformly from the items still in them, releasing a chunk once all its
-items are drawn. So at most ``shuffle_buffer + prefetch + 1`` chunks are alive whatever the
-store size (when one batch fits in ``shuffle_buffer`` chunks; else the chunks one batch
-spans replace ``shuffle_buffer``), and the order depends only on ``(seed, epoch, rank,
+items are drawn (a batch's rows are copied out as they are drawn). So at most
+``shuffle_buffer + prefetch + 1`` chunks are alive whatever the store size, and the order depends only on ``(seed, epoch, rank,
 world_size)``.
 """
 
@@ -179,15 +178,15 @@ class StreamingReader:
         thread = threading.Thread(target=self._produce, args=(chunks, q, stop), daemon=True, name="store-reader")
         thread.start()
         pool: list[_Chunk] = []
-        drained = 0  # chunks fully drawn whose rows the batch being built still references
+        # Chunks drawn out during the batch being built still count against the buffer when
+        # deciding to read the next one (this fixes the draw order); their memory is freed at once.
+        drained = 0
         exhausted = False
         try:
             for _ in range(n_batches):
-                pieces: list[tuple[_Chunk, np.ndarray]] = []
+                pieces: list[dict[str, np.ndarray]] = []
                 need = self.batch_size
                 while need > 0:
-                    # Drawn-out chunks still count against the buffer until the batch is
-                    # built, unless the batch needs more items than the buffer can hold.
                     while not exhausted and (len(pool) + drained < hold or not pool):
                         got = q.get()
                         if got is _END:
@@ -209,22 +208,22 @@ class StreamingReader:
                     for c, lo, hi in zip(pool, offsets[:-1], offsets[1:]):
                         local = pick[(pick >= lo) & (pick < hi)] - lo
                         if len(local):
-                            pieces.append((c, c.rest[local]))
+                            # Rows are copied out now, so a drawn-out chunk is released at once
+                            # and the consumer never holds more than `hold` chunks.
+                            pieces.append(self._gather(c, c.rest[local], views))
                             c.rest = np.delete(c.rest, local)
-                    drained += sum(1 for c in pool if len(c.rest) == 0)
+                    drawn_out = sum(1 for c in pool if len(c.rest) == 0)
                     pool = [c for c in pool if len(c.rest)]
+                    self._acquire(-drawn_out)
+                    drained += drawn_out
                     need -= take
                 if not pieces or (self.drop_last and need > 0):
                     break
-                batch = self._assemble(pieces, views)
-                # Fully drawn chunks are released only now that the batch has copied their rows.
-                del pieces
-                self._acquire(-drained)
                 drained = 0
-                yield batch
+                yield self._assemble(pieces)
         finally:
             stop.set()
-            leftover = len(pool) + drained
+            leftover = len(pool)
             pool.clear()
             while thread.is_alive():  # unblock a producer waiting on a full queue
                 try:
@@ -236,18 +235,19 @@ class StreamingReader:
                 leftover += isinstance(q.get_nowait(), tuple)
             self._acquire(-leftover)
 
-    def _assemble(self, pieces: list[tuple["_Chunk", np.ndarray]], views: np.ndarray | None) -> dict[str, torch.Tensor]:
-        idx = np.concatenate([c.idx[r] for c, r in pieces])
+    def _gather(self, chunk: "_Chunk", rows: np.ndarray, views: np.ndarray | None) -> dict[str, np.ndarray]:
+        idx = chunk.idx[rows]
         vidx = views[idx].astype(np.int64) if views is not None else np.full(len(idx), int(self.view), np.int64)
-        out: dict[str, np.ndarray] = {"index": idx, "view_index": vidx}
+        out = {"index": idx, "view_index": vidx}
         for name in self.fields:
-            parts, start = [], 0
-            for c, r in pieces:
-                arr = c.data[name]
-                parts.append(arr[r, vidx[start:start + len(r)]] if name in self._per_view else arr[r])
-                start += len(r)
-            out[name] = np.concatenate(parts) if len(parts) > 1 else np.ascontiguousarray(parts[0])
-        return {k: self._to_device(v) for k, v in out.items()}
+            arr = chunk.data[name]
+            out[name] = arr[rows, vidx] if name in self._per_view else arr[rows]
+        return out
+
+    def _assemble(self, pieces: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
+        if len(pieces) == 1:
+            return {k: self._to_device(np.ascontiguousarray(v)) for k, v in pieces[0].items()}
+        return {k: self._to_device(np.concatenate([p[k] for p in pieces])) for k in pieces[0]}
 
     def _to_device(self, arr: np.ndarray) -> torch.Tensor:
         t = torch.from_numpy(arr)
