@@ -49,14 +49,29 @@ def ensure_store(preset: str, seed: int = 0, fmt: str = "zarr", store: str | os.
     return path
 
 
+def student_store(preset: str, seed: int = 0, store: str | os.PathLike | None = None,
+                  data_root: str | os.PathLike | None = None, progress: bool = True) -> Path:
+    """The store a student is distilled from. A complete store named by ``store`` is used as it
+    is: its manifest records its teachers and data, so neither is needed (nor trained). Any
+    other store (the preset's default, a missing or unfinished one) is built or resumed from
+    the default teachers, which are trained first if missing."""
+    if store is not None and Path(store).exists():
+        from harness.cache.store import FeatureStore
+
+        with FeatureStore.open(store) as st:
+            if st.is_complete():
+                return Path(store)
+    return ensure_store(preset, seed, store=store, data_root=data_root, progress=progress)
+
+
 def run_method(method: str, preset: str, seed: int = 0, overrides: dict | None = None,
                store: str | os.PathLike | None = None, data_root: str | os.PathLike | None = None,
                progress: bool = True):
-    """One Table 2 row: the store (built if missing) then the distillation run (reused if finished)."""
+    """One Table 2 row: the store (``student_store``) then the distillation run (reused if finished)."""
     from harness.distill.methods import METHODS, MethodError
     from harness.distill.runner import distill
 
     if method not in METHODS:  # before any expensive step
         raise MethodError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    path = ensure_store(preset, seed, store=store, data_root=data_root, progress=progress)
+    path = student_store(preset, seed, store=store, data_root=data_root, progress=progress)
     return distill(method, preset, seed, path, overrides=overrides, progress=progress)

@@ -246,3 +246,41 @@ def test_a_run_folder_is_trained_by_one_process_at_a_time(smoke_store, tmp_path)
                 pass
     with RunDir(run.path).exclusive():   # released
         pass
+
+
+def test_distill_from_a_complete_store_alone_trains_no_teacher(smoke_store, tmp_path, monkeypatch):
+    """`harness distill --store S` on a store built from given checkpoints, in an empty folder:
+    no data root, no teachers (a teacher or pretraining run would land under runs/)."""
+    from click.testing import CliRunner
+
+    from harness import pipeline
+    from harness.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HARNESS_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setattr(pipeline, "ensure_store", lambda *a, **k: pytest.fail("the store was rebuilt"))
+    result = CliRunner().invoke(main, ["distill", "--method", "kd", "--preset", "smoke", "--store", str(smoke_store),
+                                       "--set", "epochs=1"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["distill"]
+    assert not (tmp_path / "data").exists()
+    wrong = CliRunner().invoke(main, ["distill", "--method", "kd", "--preset", "tiny", "--store", str(smoke_store)])
+    assert wrong.exit_code == 2 and "built for preset 'smoke', not 'tiny'" in wrong.output
+
+
+def test_a_method_from_existing_parts_is_one_registry_entry(smoke_store, tmp_path, monkeypatch):
+    """kd+gr: a new row made of existing parts, added to METHODS and nothing else, trains,
+    streams only the teacher outputs its parts read, and keys its run by their settings."""
+    from harness.distill import methods
+    from harness.distill.runner import run_settings, _resolve_config
+
+    monkeypatch.setitem(methods.METHODS, "kd+gr", methods.MethodSpec("KD+G_r", methods._student("kd", "gr")))
+    assert methods.METHODS["kd+gr"].outputs == ("conv4", "logits")
+    assert methods.METHODS["kd"].outputs == ("logits",) and methods.METHODS["gr"].outputs == ("conv4",)
+    run = distill("kd+gr", "smoke", 0, smoke_store, overrides={"epochs": "1"}, runs_root=tmp_path, progress=False)
+    final = run.final()
+    assert len(final["artifacts"]["gr_vertex_weights"]) == 6
+    row = json.loads((run.path / "metrics.jsonl").read_text().splitlines()[0])
+    assert {"ce/ce", "kd/kd", "gr/repr"} <= set(row)
+    keys = set(run_settings("kd+gr", _resolve_config("smoke", None))["method"])
+    assert {"kd_temperature", "gr_d", "lam", "beta"} <= keys and "gl_em" not in keys

@@ -332,3 +332,19 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
     with pytest.raises(StoreError, match="is not a harness feature store"):
         FeatureStore.create(tmp_path / "user", FIELDS, N, CHUNK, MANIFEST)
     assert (tmp_path / "user" / "precious.txt").read_text() == "keep"
+
+
+def test_schema_builds_and_parses_teacher_field_names():
+    from harness.cache import schema
+    from harness.cache.store import teacher_schema
+
+    fields = [f.name for f in teacher_schema(8, 2, {"sort": (4, 2, 2), "my-net": (3, 2, 2)}, 5)]
+    assert schema.teacher_names(fields) == ["sort", "my-net"]
+    assert schema.parse_teacher_field("teachers/my-net/conv4") == ("my-net", "conv4")
+    for bad in ("frames", "teachers/x", "teachers/x/fc7", "teachers//logits", "teachers/a/b/logits"):
+        assert schema.parse_teacher_field(bad) is None
+    assert schema.teacher_fields(["a", "b"], ("logits",)) == ["teachers/a/logits", "teachers/b/logits"]
+    with pytest.raises(ValueError, match="unknown teacher output 'fc7'"):
+        schema.teacher_field("a", "fc7")
+    with pytest.raises(ValueError, match="without '/'"):
+        schema.teacher_field("a/b", "logits")

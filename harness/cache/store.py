@@ -40,6 +40,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from harness.cache.schema import teacher_field
 from harness.errors import HarnessError
 
 FORMATS = ("zarr", "hdf5")
@@ -124,8 +125,8 @@ def teacher_schema(
         FieldSpec("views", (k, 5), "float32", per_view=True),
     ]
     for name, (c, fh, fw) in teachers.items():
-        fields.append(FieldSpec(f"teachers/{name}/conv4", (k, c, fh, fw), conv4_dtype, per_view=True))
-        fields.append(FieldSpec(f"teachers/{name}/logits", (k, num_classes), logits_dtype, per_view=True))
+        fields.append(FieldSpec(teacher_field(name, "conv4"), (k, c, fh, fw), conv4_dtype, per_view=True))
+        fields.append(FieldSpec(teacher_field(name, "logits"), (k, num_classes), logits_dtype, per_view=True))
     fields += [
         FieldSpec("video", (), "int64"),
         FieldSpec("frame", (), "int64"),

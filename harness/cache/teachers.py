@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from harness.cache.schema import prototypes_key, teacher_field
 from harness.cache.store import FeatureStore, ManifestMismatch, StoreError, suggest_chunk_items, teacher_schema
 from harness.cache.writer import write_store
 from harness.checkpoints import load_checkpoint
@@ -184,8 +185,8 @@ class TeacherRunner:
             if length not in inputs:
                 inputs[length] = self._inputs(clips, views, length)
             conv4, logits = self._run_teacher(t, inputs[length], len(clips), k)
-            out[f"teachers/{t.name}/conv4"] = conv4.astype(self.cfg.conv4_dtype)
-            out[f"teachers/{t.name}/logits"] = logits
+            out[teacher_field(t.name, "conv4")] = conv4.astype(self.cfg.conv4_dtype)
+            out[teacher_field(t.name, "logits")] = logits
         return out
 
     def _inputs(self, clips: list[np.ndarray], views: np.ndarray, length: int) -> torch.Tensor:
@@ -292,13 +293,13 @@ def _write_prototypes(st: FeatureStore, names: list[str], num_classes: int) -> N
     """Per-class mean teacher logit vector over the training items (all views): the EM
     ground cost's class prototypes (METHOD.md, G_l)."""
     have = set(st.extras())
-    if all(f"class_prototypes/{n}" in have for n in names):
+    if all(prototypes_key(n) in have for n in names):
         return
     split = st.read("split")
     label = st.read("label")
     train = split == 0
     for n in names:
-        logits = st.read(f"teachers/{n}/logits")[train].astype(np.float64).mean(1)   # (N_train, C)
+        logits = st.read(teacher_field(n, "logits"))[train].astype(np.float64).mean(1)   # (N_train, C)
         y = label[train]
         if y.ndim == 1:
             onehot = np.eye(num_classes)[y]
@@ -307,4 +308,4 @@ def _write_prototypes(st: FeatureStore, names: list[str], num_classes: int) -> N
         counts = onehot.sum(0)
         if (counts == 0).any():
             raise StoreError(f"{st.path}: classes with no training items; cannot build class prototypes")
-        st.put_extra(f"class_prototypes/{n}", (onehot.T @ logits / counts[:, None]).astype(np.float32))
+        st.put_extra(prototypes_key(n), (onehot.T @ logits / counts[:, None]).astype(np.float32))

@@ -23,6 +23,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from harness.cache.schema import TEACHER_OUTPUTS
 from harness.config import ConfigError
 from harness.distill.graphs import LogitsGraph, MMGDGraph, RepresentationGraph, UniformFeatureDistill
 from harness.distill.losses.ce import classification_loss, soft_cross_entropy
@@ -40,10 +41,11 @@ class MethodError(HarnessError):
 
 @dataclass
 class TeacherBatch:
-    """What the store hands a method for one batch (the selected view of each item)."""
+    """What the store hands a method for one batch (the selected view of each item). Only
+    the teacher outputs the method declares (``outputs``) are read; the others are None."""
 
-    logits: torch.Tensor                 # (B, K, C) teacher logits
-    conv4: list[torch.Tensor]            # K x (B, C_k, h, w) teacher conv4 maps
+    logits: torch.Tensor | None          # (B, K, C) teacher logits
+    conv4: list[torch.Tensor] | None     # K x (B, C_k, h, w) teacher conv4 maps
     target: torch.Tensor                 # (B,) class index, or (B, C) multi-hot
 
 
@@ -163,6 +165,8 @@ class Part(nn.Module):
     groups: dict[str, str] = {}
     # the MethodSettings keys this part reads (a run's fingerprint covers these and no others)
     reads: tuple[str, ...] = ()
+    # the cached teacher outputs it reads (harness.cache.schema.TEACHER_OUTPUTS)
+    outputs: tuple[str, ...] = ()
 
     def forward(self, out: ModelOutput, tb: TeacherBatch) -> dict[str, torch.Tensor]:  # pragma: no cover
         raise NotImplementedError
@@ -188,6 +192,7 @@ class HardLabel(Part):
 
 class KDUniform(Part):
     groups = {"kd": "logit"}
+    outputs = ("logits",)
     reads = ("kd_temperature",)
 
     def __init__(self, ctx: MethodContext, s: MethodSettings):
@@ -204,6 +209,7 @@ def _per(values: tuple, k: int) -> list[float]:
 
 class LogitsGraphPart(Part):
     groups = {"logit": "logit", "graph_reg": "reg"}
+    outputs = ("logits",)
     reads = ("gl_temperatures", "gl_learn_temperatures", "gl_reading", "gl_em", "gl_ground_cost", "gl_gd_reg",
              "em_eps", "em_eps_start", "em_tol", "em_iters", "em_grad", "em_round", "em_floor")
 
@@ -231,6 +237,7 @@ class LogitsGraphPart(Part):
 
 class MMGDPart(Part):
     groups = {"logit": "logit", "repr": "repr", "graph_reg": "reg"}
+    outputs = ("logits", "conv4")
     reads = ("mmgd_gd_reg", "mmgd_embed_dim", "mmgd_edge_temperature", "mmgd_w_logit", "mmgd_w_repr")
 
     def __init__(self, ctx: MethodContext, s: MethodSettings):
@@ -252,6 +259,7 @@ class MMGDPart(Part):
 
 class RepresentationGraphPart(Part):
     groups = {"repr": "repr", "graph_reg": "reg"}
+    outputs = ("conv4",)
     reads = ("gr_d", "gr_temperatures", "gr_weight_temperatures", "gr_learn_weights", "gr_gd_reg", "gr_seed",
              "gr_sketch", "gr_l2_over", "gr_vertex_scale", "gr_student_temperature", "gr_sqrt_eps", "mmd_sigma",
              "mmd_multipliers")
@@ -294,6 +302,7 @@ class RepresentationGraphPart(Part):
 
 class UniformFeaturePart(Part):
     groups = {"repr": "repr"}
+    outputs = ("conv4",)
     reads = ("feat_temperatures", "feat_student_temperature", "mmd_sigma", "mmd_multipliers")
 
     def __init__(self, ctx: MethodContext, s: MethodSettings):
@@ -319,6 +328,8 @@ class Method(nn.Module):
     """A Table 2 row. ``forward`` trains; ``predict`` gives the scores evaluated at video level."""
 
     trains_student: bool = True
+    # the cached teacher outputs the method reads; the runner streams no other teacher field
+    outputs: tuple[str, ...] = TEACHER_OUTPUTS
     # True when some parameters get no gradient in some steps (DDP must then look for them)
     partial_graph: bool = False
 
@@ -382,11 +393,18 @@ class StudentMethod(Method):
         keys += ["beta"] if "repr" in groups else []
         return tuple(dict.fromkeys(keys))
 
+    @staticmethod
+    def outputs_of(parts: tuple[str, ...]) -> tuple[str, ...]:
+        """The teacher outputs a student trained with ``parts`` reads, in schema order."""
+        used = {o for p in parts for o in PARTS[p].outputs}
+        return tuple(o for o in TEACHER_OUTPUTS if o in used)
+
 
 class Fusion(Method):
     """Models fusion: each fine-tuned teacher's softmax scores averaged (nothing is trained)."""
 
     trains_student = False
+    outputs = ("logits",)
 
     def __init__(self, ctx: MethodContext, s: MethodSettings):
         super().__init__()
@@ -401,6 +419,7 @@ class Ensemble(Method):
     """Models ensemble: the teachers' pooled conv4 features concatenated -> one linear classifier."""
 
     trains_student = False
+    outputs = ("conv4",)
 
     def __init__(self, ctx: MethodContext, s: MethodSettings):
         super().__init__()
@@ -497,6 +516,7 @@ def _student(*parts: str) -> Callable[[MethodContext, MethodSettings], Method]:
         return StudentMethod(("ce", *parts), ctx, s)
 
     build.reads = StudentMethod.reads_of(("ce", *parts))
+    build.outputs = StudentMethod.outputs_of(("ce", *parts))
     return build
 
 
@@ -511,6 +531,12 @@ class MethodSpec:
     def reads(self) -> tuple[str, ...]:
         """The ``MethodSettings`` keys the method reads (``build.reads``)."""
         return tuple(getattr(self.build, "reads", ()))
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """The cached teacher outputs the method reads (``build.outputs``; a Method class's
+        ``outputs``), so the runner streams only those fields."""
+        return tuple(getattr(self.build, "outputs", TEACHER_OUTPUTS))
 
 
 # One entry per row of Table 2 (plus the plain student). Adding a method touches only this dict.

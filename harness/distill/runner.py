@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from harness.cache import schema
 from harness.cache.reader import StreamingReader
 from harness.cache.store import FeatureStore
 from harness.checkpoints import save_atomic
@@ -112,7 +113,7 @@ def optimiser_parameters(model: _Trainable) -> list[nn.Parameter]:
 
 
 def teacher_names(store: FeatureStore) -> list[str]:
-    names = [f.name.split("/")[1] for f in store.fields if f.name.startswith("teachers/") and f.name.endswith("/logits")]
+    names = schema.teacher_names(f.name for f in store.fields)
     if not names:
         raise DistillError(f"{store.path}: the store holds no teacher outputs")
     return names
@@ -122,7 +123,7 @@ def ground_cost(store: FeatureStore, names: list[str]) -> torch.Tensor | None:
     """EM ground cost C[i, j] = 1 - cos(w_i, w_j), w_c = the teachers' class prototypes
     (mean logit vectors on the training split) concatenated over teachers."""
     extras = set(store.extras())
-    keys = [f"class_prototypes/{n}" for n in names]
+    keys = [schema.prototypes_key(n) for n in names]
     if not all(k in extras for k in keys):
         return None
     protos = torch.cat([torch.from_numpy(np.asarray(store.get_extra(k), dtype=np.float32)) for k in keys], 1)
@@ -130,11 +131,19 @@ def ground_cost(store: FeatureStore, names: list[str]) -> torch.Tensor | None:
 
 
 def _batch_to_teachers(batch: dict, names: list[str]) -> TeacherBatch:
+    logits = [batch.get(schema.teacher_field(n, "logits")) for n in names]
+    conv4 = [batch.get(schema.teacher_field(n, "conv4")) for n in names]
     return TeacherBatch(
-        logits=torch.stack([batch[f"teachers/{n}/logits"] for n in names], 1),
-        conv4=[batch[f"teachers/{n}/conv4"] for n in names],
+        logits=torch.stack(logits, 1) if logits[0] is not None else None,
+        conv4=conv4 if conv4[0] is not None else None,
         target=batch["label"],
     )
+
+
+def _fields(method: str, names: list[str], *extra: str) -> list[str]:
+    """The store fields a run of ``method`` streams: the student's input and target, ``extra``,
+    and the teacher outputs the method declares."""
+    return [*schema.STUDENT_FIELDS, *extra, *schema.teacher_fields(names, METHODS[method].outputs)]
 
 
 def _student_input(batch: dict, size: int) -> torch.Tensor:
@@ -161,6 +170,9 @@ def distill(method: str, preset: str = "tiny", seed: int = 0, store: str | os.Pa
     if not st.is_complete():
         raise DistillError(f"{store_path}: the feature store is incomplete; run `harness cache-teachers` to finish it")
     manifest = st.manifest
+    if manifest.get("preset", preset) != preset:
+        raise DistillError(f"{store_path}: the store was built for preset {manifest['preset']!r}, not {preset!r}; "
+                           f"pass --preset {manifest['preset']}")
     run_config = {"kind": "distill", "method": method, "preset": preset, "seed": seed,
                   "config": run_settings(method, cfg), "store_fingerprint": fingerprint(manifest)}
     run = RunDir.for_config("distill", preset, method, run_config, runs_root)
@@ -196,13 +208,13 @@ def _train_run(run: RunDir, run_config: dict, method: str, preset: str, seed: in
     classes = list(manifest["dataset"]["classes"])
     multilabel = bool(manifest["dataset"].get("multilabel", False))
     student = build_model("alexnet", len(classes), preset)
-    c4 = st.field(f"teachers/{names[0]}/conv4").item_shape
+    c4 = st.field(schema.teacher_field(names[0], "conv4")).item_shape
     s_c, s_h, s_w = student.conv4_shape()
     if tuple(c4[-2:]) != (s_h, s_w):
         raise DistillError(f"{store_path}: teacher conv4 maps are {c4[-2:]} but the {preset} student's conv4 is "
                            f"{(s_h, s_w)}; rebuild the cache for this preset")
     ctx = MethodContext(num_classes=len(classes), teacher_names=names,
-                        teacher_channels=[st.field(f"teachers/{n}/conv4").item_shape[1] for n in names],
+                        teacher_channels=[st.field(schema.teacher_field(n, "conv4")).item_shape[1] for n in names],
                         student_channels=s_c, multilabel=multilabel, ground_cost=ground_cost(st, names),
                         student_stage_channels=tuple(student.stage_channels))
     meth = build_method(method, ctx, cfg.method)
@@ -228,8 +240,7 @@ def _train_run(run: RunDir, run_config: dict, method: str, preset: str, seed: in
         train_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
                                                           find_unused_parameters=not meth.trains_student or meth.partial_graph)
 
-    fields = ["frames", "views", "label", *[f"teachers/{n}/{k}" for n in names for k in ("conv4", "logits")]]
-    reader = StreamingReader(st, fields, cfg.batch_size, split="train", shuffle=True, seed=seed,
+    reader = StreamingReader(st, _fields(method, names), cfg.batch_size, split="train", shuffle=True, seed=seed,
                              shuffle_buffer=cfg.shuffle_buffer, prefetch=cfg.prefetch, device=device,
                              view="random", rank=rank, world_size=world, even_batches=world > 1, drop_last=True)
     amp = cfg.amp and device.type == "cuda"
@@ -264,7 +275,7 @@ def _train_run(run: RunDir, run_config: dict, method: str, preset: str, seed: in
         row = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], "batches": n_batches,
                **{k: v / max(n_batches, 1) for k, v in sums.items()}}
         if rank == 0:
-            row.update({f"test_{k}": v for k, v in _evaluate(model, st, names, classes, multilabel, cfg, device, size, amp).items()
+            row.update({f"test_{k}": v for k, v in _evaluate(model, st, method, names, classes, multilabel, cfg, device, size, amp).items()
                         if k in ("value", "metric")})
             run.append_log(row)
             save_atomic({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
@@ -272,7 +283,7 @@ def _train_run(run: RunDir, run_config: dict, method: str, preset: str, seed: in
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < epochs:
             return run
     if rank == 0:
-        result = _evaluate(model, st, names, classes, multilabel, cfg, device, size, amp)
+        result = _evaluate(model, st, method, names, classes, multilabel, cfg, device, size, amp)
         torch.save(student.state_dict(), run.path / "student.pt")
         run.finish({"method": method, "label": METHODS[method].label, "preset": preset, "seed": seed,
                     "metric": result["metric"], "value": result["value"], "test": result,
@@ -301,11 +312,10 @@ def _resolve_config(preset: str, overrides: dict[str, Any] | None) -> DistillCon
 
 
 @torch.no_grad()
-def _evaluate(model: _Trainable, st: FeatureStore, names, classes, multilabel, cfg, device, size, amp) -> dict:
+def _evaluate(model: _Trainable, st: FeatureStore, method: str, names, classes, multilabel, cfg, device, size, amp) -> dict:
     """Video-level metric on the store's test items, centre view (view 0), mean softmax."""
     model.eval()
-    fields = ["frames", "views", "label", "video", *[f"teachers/{n}/{k}" for n in names for k in ("conv4", "logits")]]
-    reader = StreamingReader(st, fields, 256, split="test", shuffle=False, view=0, device=device,
+    reader = StreamingReader(st, _fields(method, names, "video"), 256, split="test", shuffle=False, view=0, device=device,
                              prefetch=cfg.prefetch)
     probs, videos, labels = [], [], []
     for batch in reader:
