@@ -18,6 +18,27 @@ set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VALU
                           help="Override one config field (repeatable), e.g. --set epochs=3.")
 
 
+def command_line() -> str:
+    """The running command as a user would retype it: its path and every option that has a
+    value (defaults included, so the line stays true when a default changes). Tables print it
+    as "Made by"."""
+    import shlex
+
+    ctx = click.get_current_context()
+    words = ["harness", *ctx.command_path.split()[1:]]   # the console script, however it was invoked
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if not isinstance(param, click.Option) or value is None or value is False or value == ():
+            continue
+        flag = max(param.opts, key=len)
+        if param.is_flag:
+            words.append(flag)
+        else:
+            for v in value if param.multiple else (value,):
+                words += [flag, str(v)]
+    return shlex.join(words)
+
+
 class HarnessGroup(click.Group):
     """Turns the harness's own user-facing errors into one line on stderr and exit code 2."""
 
@@ -149,10 +170,11 @@ def teachers(preset, seed, data_root, quiet):
     teacher's held-out pretext metric, fine-tuned accuracy and the seconds its runs recorded,
     this command's wall time, and one VGG fine-tuning step timed on this machine beside them.
     """
-    from harness.tables.teachers import teachers_table
+    from harness import pipeline
+    from harness.tables.teachers import render_teachers
 
-    click.echo(teachers_table(preset, seed, data_root, command=f"harness teachers --preset {preset} --seed {seed}",
-                              progress=not quiet))
+    made = pipeline.teacher_runs(preset, seed, data_root, progress=not quiet)
+    click.echo(render_teachers(made, preset, seed, command=command_line()))
 
 
 @main.group()
@@ -256,11 +278,11 @@ def distill(method, preset, seed, store, data_root, overrides):
 @click.option("--data-root", type=click.Path(file_okay=False), default=None)
 def ablation(method, preset, seed, store, data_root):
     """Run (or reuse) one Table 2 row and print it beside the paper's numbers."""
-    from harness.tables.tables import table2_rows
+    from harness import pipeline
+    from harness.tables.tables import render_table2, table2_dir
 
-    md = table2_rows([method], preset, seed, store=store, data_root=data_root,
-                     command=f"harness ablation --method {method} --preset {preset} --seed {seed}")
-    click.echo(md)
+    runs = pipeline.table2_runs([method], preset, seed, store=store, data_root=data_root)
+    click.echo(render_table2(runs, command_line(), table2_dir(preset, [method])))
 
 
 @main.command()
@@ -268,16 +290,20 @@ def ablation(method, preset, seed, store, data_root):
 @seed_option
 @click.option("--data-root", type=click.Path(file_okay=False), default=None,
               help="Dataset root (default for smoke/tiny: data/synth-<preset>, generated if missing).")
-def table1(preset, seed, data_root):
+@click.option("--store", type=click.Path(), default=None,
+              help="Feature store of the G_l+G_r row (default: cache/<preset>.zarr, built first if missing).")
+def table1(preset, seed, data_root, store):
     """Regenerate Table 1 (single self-supervised tasks vs G_l+G_r) beside the paper's numbers.
 
     The main job. Runs every missing step (data, 7 pretext tasks, fine-tuning, the teacher
     store, G_l+G_r distillation), reuses finished runs, and writes
     tables/generated/<preset>/table1.{md,csv,json}.
     """
-    from harness.tables.tables import table1 as make_table1
+    from harness import pipeline
+    from harness.tables.tables import GENERATED, render_table1
 
-    click.echo(make_table1(preset, seed, data_root, command=f"harness table1 --preset {preset} --seed {seed}"))
+    runs = pipeline.table1_runs(preset, seed, data_root, store=store)
+    click.echo(render_table1(runs, command_line(), GENERATED / preset))
 
 
 @main.command()
@@ -291,21 +317,33 @@ def table2(preset, seed, store, data_root):
     Runs what is missing (teachers, store, each method), reuses finished runs, and writes
     tables/generated/<preset>/table2.{md,csv,json}.
     """
+    from harness import pipeline
     from harness.distill.methods import METHODS
-    from harness.tables.tables import table2_rows
+    from harness.tables.tables import render_table2, table2_dir
 
-    rows = [m for m, spec in METHODS.items() if spec.table2]
-    click.echo(table2_rows(rows, preset, seed, store=store, data_root=data_root,
-                           command=f"harness table2 --preset {preset} --seed {seed}"))
+    methods = [m for m, spec in METHODS.items() if spec.table2]
+    runs = pipeline.table2_runs(methods, preset, seed, store=store, data_root=data_root)
+    click.echo(render_table2(runs, command_line(), table2_dir(preset, methods)))
 
 
-@main.command()
-@click.argument("pytest_args", nargs=-1)
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.argument("pytest_args", nargs=-1, type=click.UNPROCESSED)
 def bench(pytest_args):
-    """Run the pytest-benchmark speed reports (benchmarks/)."""
+    """Run the pytest-benchmark speed reports (shipped with the package; benchmarks/ in a checkout).
+
+    Works from any folder; results go to .benchmarks/ under the current one. Extra arguments
+    go to pytest, e.g. `harness bench -k reader`.
+    """
+    from pathlib import Path
+
     import pytest
 
-    sys.exit(pytest.main(["benchmarks", "--benchmark-only", *pytest_args]))
+    import harness
+
+    suite = Path(harness.__file__).resolve().parent / "bench"
+    # no cache folder inside the installed package; the suite's conftest is its own
+    sys.exit(pytest.main([str(suite), "--benchmark-only", "-p", "no:cacheprovider", "--rootdir", str(suite),
+                          *pytest_args]))
 
 
 if __name__ == "__main__":

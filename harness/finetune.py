@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import statistics
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -336,6 +337,24 @@ def training_step(arch: str, preset: str, num_classes: int = 10, seed: int = 0) 
         opt.step()
 
     return step
+
+
+def reference_step_ms(preset: str, rounds: int = 7, steps: int = 3) -> float:
+    """Median milliseconds of one fine-tuning step of the preset's VGG teacher (its batch,
+    shapes and optimizer; ``harness.finetune.training_step``) on this machine, now."""
+    step = training_step("vgg19_teacher", preset)
+    # CUDA runs asynchronously: wait for the queued steps before reading the clock
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+    step()  # warm-up: allocator and kernel selection
+    sync()
+    times = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step()
+        sync()
+        times.append((time.perf_counter() - t0) / steps)
+    return 1e3 * statistics.median(times)
 
 
 @torch.no_grad()

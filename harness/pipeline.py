@@ -75,3 +75,78 @@ def run_method(method: str, preset: str, seed: int = 0, overrides: dict | None =
         raise MethodError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     path = student_store(preset, seed, store=store, data_root=data_root, progress=progress)
     return distill(method, preset, seed, path, overrides=overrides, progress=progress)
+
+
+# ---- the runs behind each table ---------------------------------------------------------------
+# A table is a list of rows, each made by one run; the plan says which run, the tables package
+# only renders finished runs (harness.tables).
+
+# Table 1: (row key, how the row's run is made). Single-task rows are the pretext backbone
+# fine-tuned on the labeled split (docs/PRETEXT.md); the last row is the distilled student.
+TABLE1_PLAN = (
+    ("alexnet_ran", ("finetune", "alexnet", "random")),
+    ("alexnet_pre", ("finetune", "alexnet", "supervised")),
+    ("track", ("pretext", "track")),
+    ("shuffle", ("pretext", "shuffle")),
+    ("pose", ("pretext", "pose")),
+    ("sort", ("pretext", "sort")),
+    ("oddoneout", ("pretext", "oddoneout")),
+    ("motion", ("pretext", "motion")),
+    ("predict", ("pretext", "predict")),
+    ("gl+gr", ("distill", "gl+gr")),
+)
+
+
+def table1_runs(preset: str, seed: int = 0, data_root: str | os.PathLike | None = None,
+                store: str | os.PathLike | None = None, progress: bool = True) -> dict:
+    """``{row key: finished RunDir}`` for every Table 1 row, each run or reused."""
+    from harness.finetune import finetune, finetune_pretext
+
+    root = ensure_data(preset, data_root)
+    runs = {}
+    for key, (kind, *what) in TABLE1_PLAN:
+        if kind == "finetune":
+            runs[key] = finetune(what[0], what[1], preset, seed, data_root=root, progress=progress)
+        elif kind == "pretext":
+            runs[key] = finetune_pretext(what[0], preset, seed, data_root=root, progress=progress)
+        else:
+            runs[key] = run_method(what[0], preset, seed, store=store, data_root=root, progress=progress)
+    return runs
+
+
+def table2_runs(methods: list[str], preset: str, seed: int = 0, store: str | os.PathLike | None = None,
+                data_root: str | os.PathLike | None = None, progress: bool = True) -> dict:
+    """``{method: finished RunDir}``, each run or reused (one store for all)."""
+    from harness.distill.methods import METHODS, MethodError
+
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:  # before any expensive step
+        raise MethodError(f"unknown method {unknown[0]!r}; choose one of {', '.join(METHODS)}")
+    path = student_store(preset, seed, store=store, data_root=data_root, progress=progress)
+    return {m: run_method(m, preset, seed, store=path, progress=progress) for m in methods}
+
+
+def teacher_runs(preset: str, seed: int = 0, data_root: str | os.PathLike | None = None,
+                 progress: bool = True) -> dict:
+    """The four teachers' fine-tuning runs (pretraining first), each run or reused, with the
+    machine's speed measured just before and each step's wall time: what ``harness teachers``
+    reports (``harness.tables.teachers.render_teachers``)."""
+    import time
+
+    import torch
+
+    from harness.finetune import finetune_pretext, reference_step_ms
+    from harness.utils import set_cpu_threads
+
+    set_cpu_threads()  # as the training runs do, so the step is timed with their threads
+    root = ensure_data(preset, data_root)  # data generation is not part of the budget
+    step_ms = reference_step_ms(preset)
+    started = time.time()
+    t_all = time.perf_counter()
+    runs, walls = {}, {}
+    for task in TEACHER_TASKS:
+        t0 = time.perf_counter()
+        runs[task] = finetune_pretext(task, preset, seed, data_root=root, progress=progress)
+        walls[task] = time.perf_counter() - t0
+    return {"runs": runs, "wall_seconds": walls, "total_wall_seconds": time.perf_counter() - t_all,
+            "started": started, "reference_step_ms": step_ms, "torch_threads": torch.get_num_threads()}

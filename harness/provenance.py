@@ -92,6 +92,12 @@ def _cpuinfo() -> tuple[str, list[str]]:
     return model, [f for f in _SIMD_FLAGS if f in flags]
 
 
+def processor_name() -> str:
+    """The CPU model (Linux: /proc/cpuinfo's "model name"), else the platform's machine type."""
+    model = _cpuinfo()[0]
+    return model if model != "unknown" else (platform.machine() or "unknown")
+
+
 def _build_line(build: str, prefix: str) -> str | None:
     """The line of torch's build description (``torch.__config__.show()``) holding ``prefix``."""
     for line in build.splitlines():

@@ -151,3 +151,33 @@ def test_teacher_budget_verdict_compares_recorded_seconds():
                                "processor": "x86_64"}, "tiny", "harness teachers --preset tiny --seed 0", "abc123")
     assert "Budget of the tiny preset: 600 s; the recorded total is over it." in md
     assert "600 s (10.0 min)" in md and "50.0 ms" in md and "(code abc123)" in md
+
+
+def test_ablation_names_its_whole_command_and_the_data_its_runs_read(smoke_store, tmp_path, monkeypatch):
+    """The "Made by" line is the command as typed (--store kept), the dataset label comes from
+    the run's store manifest, and tables/ only renders: no training happens in harness.tables."""
+    import sys
+
+    from click.testing import CliRunner
+
+    from harness.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HARNESS_RUNS", str(tmp_path / "runs"))
+    result = CliRunner().invoke(main, ["ablation", "--method", "kd", "--preset", "smoke", "--store", str(smoke_store)])
+    assert result.exit_code == 0, result.output
+    md = (tmp_path / "tables/generated/smoke/ablation/kd/table2.md").read_text()
+    assert f"`harness ablation --method kd --preset smoke --seed 0 --store {smoke_store}`" in md
+    assert "ours measured by this harness on synth-smoke, split 1;" in md
+    import ast
+    from pathlib import Path
+
+    import harness.tables
+
+    training = {"harness.pipeline", "harness.finetune", "harness.distill.runner", "harness.pretext.train",
+                "harness.cache.teachers"}
+    for source in Path(harness.tables.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module, *(f"{node.module}.{a.name}" for a in node.names)] if isinstance(node, ast.ImportFrom) else []
+            assert not training & set(names), f"{source.name} imports {training & set(names)}"

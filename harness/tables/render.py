@@ -1,7 +1,7 @@
 """Paper-vs-reproduction tables.
 
-The paper's numbers come from ``tables/paper_table{1,2}.csv`` and are always labelled as the
-paper's. Our numbers come only from finished run folders (``final.json``); a row whose run is
+The paper's numbers come from ``paper_table{1,2}.csv`` (package data beside this module;
+``tables/`` in the checkout links to them) and are always labelled as the paper's. Our numbers come only from finished run folders (``final.json``); a row whose run is
 missing shows ``-`` rather than anything borrowed. Every generated table names the command
 that produced it and the runs behind each number.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from harness.provenance import code_version, machine_summary, write_json_atomic
 
-TABLES_DIR = Path(__file__).resolve().parents[2] / "tables"
+PAPER_DIR = Path(__file__).resolve().parent
 PAPER_DATASETS = ("ucf101", "hmdb51", "ccv")
 
 
@@ -42,7 +42,7 @@ def run_machines(run_paths) -> list[str]:
 
 def paper_numbers(table: int) -> dict[str, dict]:
     """``{row_key: {"label": ..., "ucf101": float, "hmdb51": float, "ccv": float}}``."""
-    path = TABLES_DIR / f"paper_table{table}.csv"
+    path = PAPER_DIR / f"paper_table{table}.csv"
     with open(path) as fh:
         rows = list(csv.DictReader(line for line in fh if not line.startswith("#")))
     key = "row" if "row" in rows[0] else "method"

@@ -1,60 +1,78 @@
-"""Table 1 and Table 2 from runs the harness makes (or reuses), beside the paper's numbers."""
+"""Table 1 and Table 2 rendered from finished runs, beside the paper's numbers.
+
+Which run makes each row is the pipeline's business (``harness.pipeline.TABLE1_PLAN``,
+``table1_runs``, ``table2_runs``); this module only reads run folders and renders.
+"""
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
+from harness.runs import RunDir
 from harness.tables.render import MeasuredRow, render
 
 GENERATED = Path("tables") / "generated"
 
+# Table 1 rows: key (in paper_table1.csv and pipeline.TABLE1_PLAN) -> (label, note).
+# Single-task rows are the pretext backbone fine-tuned on the labeled split; the paper ran
+# AlexNet for them, the harness uses each task's registered backbone (see docs/PRETEXT.md).
+TABLE1_ROWS = {
+    "alexnet_ran": ("AlexNet_ran (random init)", ""),
+    "alexnet_pre": ("AlexNet_pre (supervised pretraining)",
+                    "tiny/smoke: supervised on the synth 'disjoint' classes (ImageNet stand-in)"),
+    "track": ("Wang et al. [2015] (tracking)", ""),
+    "shuffle": ("Misra et al. [2016] (Shuffle & Learn)", ""),
+    "pose": ("Senthil et al. [2016] (pose from action)",
+             "an interpretation: motion-displacement classification, docs/PRETEXT.md"),
+    "sort": ("Lee et al. [2017] (frame sorting, OPN)", ""),
+    "oddoneout": ("Basura et al. [2017] (odd-one-out)", ""),
+    "motion": ("Teacher T_M (temporal closeness)", "not a row of the paper's Table 1"),
+    "predict": ("Teacher T_P (PredNet)", "not a row of the paper's Table 1"),
+    "gl+gr": ("Ours (G_l+G_r), distilled AlexNet student", ""),
+}
 
-def _dataset_label(preset: str) -> str:
-    return {"smoke": "synth-smoke, split 1", "tiny": "synth-tiny, split 1"}.get(preset, "UCF101 split 1")
+
+def dataset_label(runs) -> str:
+    """What the runs were scored on, read from their ``run.json``: e.g. "synth-tiny, split 1"
+    (the synthetic set is named with its preset), "ucf101, split 1"."""
+    seen = []
+    for run in runs:
+        try:
+            record = json.loads((Path(run.path) / "run.json").read_text())
+        except (OSError, ValueError):
+            continue
+        cfg = record.get("config", {})
+        manifest = record.get("inputs", {}).get("store_manifest")
+        if isinstance(manifest, dict):   # a distillation run: the store's data
+            name, split, preset = manifest["dataset"]["name"], manifest["dataset"].get("split"), manifest.get("preset")
+        else:
+            name, split, preset = cfg.get("dataset"), cfg.get("split"), cfg.get("preset")
+        if name is None:
+            continue
+        label = (f"{name}-{preset}" if name == "synth" and preset else str(name)) + (f", split {split}" if split else "")
+        if label not in seen:
+            seen.append(label)
+    return "; ".join(seen) or "unknown data"
 
 
-def table2_rows(methods: list[str], preset: str, seed: int = 0, store: str | os.PathLike | None = None,
-                data_root: str | os.PathLike | None = None, command: str = "", out_dir: Path | None = None) -> str:
-    """Run (or reuse) each method and render the rows beside the paper's Table 2.
-
-    One method (``harness ablation``) writes under ``tables/generated/<preset>/ablation/<method>``
-    so it never overwrites a full table.
-    """
-    from harness import pipeline
+def render_table2(runs: dict[str, RunDir], command: str, out_dir: Path) -> str:
+    """Table 2 from ``{method: finished RunDir}`` (``pipeline.table2_runs``)."""
     from harness.distill.methods import METHODS
 
     rows = []
-    for method in methods:
-        run = pipeline.run_method(method, preset, seed, store=store, data_root=data_root)
+    for method, run in runs.items():
         final = run.final()
         rows.append(MeasuredRow(method, METHODS[method].label, 100.0 * final["value"], final["metric"],
                                 runs=[str(run.path)], note=METHODS[method].notes))
-    if out_dir is None:
-        out_dir = GENERATED / preset
-        if len(methods) == 1:
-            out_dir = out_dir / "ablation" / methods[0].replace("+", "_")
-    return render(2, rows, _dataset_label(preset), command, out_dir)
+    return render(2, rows, dataset_label(runs.values()), command, out_dir)
 
 
-# Table 1 rows: (key in tables/paper_table1.csv, label, how the row is produced, note).
-# Single-task rows are the pretext backbone fine-tuned on the labeled split; the paper ran
-# AlexNet for them, the harness uses each task's registered backbone (see docs/PRETEXT.md).
-TABLE1_ROWS = (
-    ("alexnet_ran", "AlexNet_ran (random init)", ("finetune", "alexnet", "random"), ""),
-    ("alexnet_pre", "AlexNet_pre (supervised pretraining)", ("finetune", "alexnet", "supervised"),
-     "tiny/smoke: supervised on the synth 'disjoint' classes (ImageNet stand-in)"),
-    ("track", "Wang et al. [2015] (tracking)", ("pretext", "track"), ""),
-    ("shuffle", "Misra et al. [2016] (Shuffle & Learn)", ("pretext", "shuffle"), ""),
-    ("pose", "Senthil et al. [2016] (pose from action)", ("pretext", "pose"),
-     "an interpretation: motion-displacement classification, docs/PRETEXT.md"),
-    ("sort", "Lee et al. [2017] (frame sorting, OPN)", ("pretext", "sort"), ""),
-    ("oddoneout", "Basura et al. [2017] (odd-one-out)", ("pretext", "oddoneout"), ""),
-    ("motion", "Teacher T_M (temporal closeness)", ("pretext", "motion"), "not a row of the paper's Table 1"),
-    ("predict", "Teacher T_P (PredNet)", ("pretext", "predict"), "not a row of the paper's Table 1"),
-    ("gl+gr", "Ours (G_l+G_r), distilled AlexNet student", ("distill", "gl+gr"), ""),
-)
+def table2_dir(preset: str, methods: list[str]) -> Path:
+    """Where a table of ``methods`` goes: one method (``harness ablation``) writes under
+    ``tables/generated/<preset>/ablation/<method>`` so it never overwrites a full table."""
+    out = GENERATED / preset
+    return out / "ablation" / methods[0].replace("+", "_") if len(methods) == 1 else out
 
 
 def pretext_metrics(finetune_final: dict) -> dict | None:
@@ -82,23 +100,15 @@ def supervised_stage_metrics(finetune_final: dict) -> dict | None:
             "higher_is_better": True, "run": stage["run"]}
 
 
-def table1(preset: str, seed: int = 0, data_root: str | os.PathLike | None = None, command: str = "",
-           out_dir: Path | None = None) -> str:
-    """Every Table 1 row, run or reused, rendered beside the paper's Table 1."""
-    from harness import pipeline
-    from harness.finetune import finetune, finetune_pretext
-
-    root = pipeline.ensure_data(preset, data_root)
+def render_table1(runs: dict[str, RunDir], command: str, out_dir: Path) -> str:
+    """Table 1 from ``{row key: finished RunDir}`` (``pipeline.table1_runs``): each single-task
+    row beside the held-out metric of the pretraining (or supervised stage) it started from."""
     rows = []
-    for key, label, (kind, *what), note in TABLE1_ROWS:
-        if kind == "finetune":
-            run = finetune(what[0], what[1], preset, seed, data_root=root)
-        elif kind == "pretext":
-            run = finetune_pretext(what[0], preset, seed, data_root=root)
-        else:
-            run = pipeline.run_method(what[0], preset, seed, data_root=root)
+    for key, run in runs.items():
+        label, note = TABLE1_ROWS[key]
         final = run.final()
-        pre = pretext_metrics(final) if kind == "pretext" else supervised_stage_metrics(final)
-        runs = [str(run.path)] + ([pre["run"]] if pre else [])
-        rows.append(MeasuredRow(key, label, 100.0 * final["value"], final["metric"], runs=runs, note=note, pretext=pre))
-    return render(1, rows, _dataset_label(preset), command, out_dir or GENERATED / preset)
+        pre = pretext_metrics(final) or supervised_stage_metrics(final)
+        extra = [pre["run"]] if pre else []
+        rows.append(MeasuredRow(key, label, 100.0 * final["value"], final["metric"], runs=[str(run.path), *extra],
+                                note=note, pretext=pre))
+    return render(1, rows, dataset_label(runs.values()), command, out_dir)

@@ -1,90 +1,36 @@
-"""The four teachers and what they cost: ``harness teachers``.
+"""The four teachers and what they cost: the report of ``harness teachers``.
 
-Steps 1-2 of the pipeline (METHOD.md) for the teachers that ``cache-teachers`` reads: each
-task is pretrained without labels and fine-tuned (or both reused), and one table reports per
-teacher the held-out pretext metric, the fine-tuned accuracy and the seconds each run recorded
-for itself, beside the wall-clock time of this invocation and the time of one VGG fine-tuning
-step measured on the same machine just before: the same code took twice as long on one day as
-on another (docs/FINETUNE.md), so a budget is quoted with the machine's speed beside it.
+Rendered from the runs ``harness.pipeline.teacher_runs`` made or reused: per teacher the
+held-out pretext metric, the fine-tuned accuracy and the seconds each run recorded for itself,
+beside the wall-clock time of the command and the time of one VGG fine-tuning step measured on
+the same machine just before (the same code took twice as long on one day as on another,
+docs/FINETUNE.md, so a budget is quoted with the machine's speed beside it).
 """
 
 from __future__ import annotations
 
+import json
 import os
-import platform
-import statistics
-import time
 from pathlib import Path
 
-from harness.provenance import code_version, write_json_atomic
+from harness.provenance import code_version, processor_name, write_json_atomic
 
 # The tiny preset's target for pretraining + fine-tuning the four teachers on 2 CPU cores
 # (a laptop-CPU budget for the embedded benchmark); other presets have none.
 TEACHER_BUDGET_S = {"tiny": 600.0}
 
 
-def reference_step_ms(preset: str, rounds: int = 7, steps: int = 3) -> float:
-    """Median milliseconds of one fine-tuning step of the preset's VGG teacher (its batch,
-    shapes and optimizer; ``harness.finetune.training_step``) on this machine, now."""
-    import torch
-
-    from harness.finetune import training_step
-
-    step = training_step("vgg19_teacher", preset)
-    # CUDA runs asynchronously: wait for the queued steps before reading the clock
-    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
-    step()  # warm-up: allocator and kernel selection
-    sync()
-    times = []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            step()
-        sync()
-        times.append((time.perf_counter() - t0) / steps)
-    return 1e3 * statistics.median(times)
-
-
-def processor_name() -> str:
-    """The CPU model (Linux: /proc/cpuinfo's "model name"), else the platform's machine type."""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _made_since(path: Path, since: float) -> bool:
     return path.is_file() and path.stat().st_mtime >= since
 
 
-def teachers_table(preset: str, seed: int = 0, data_root: str | os.PathLike | None = None, command: str = "",
-                   out_dir: Path | None = None, progress: bool = True) -> str:
-    """Train (or reuse) the four teachers; write ``teachers.{md,json}`` under ``out_dir``
-    (default ``tables/generated/<preset>``) and return the markdown."""
-    import json
-
-    import torch
-
-    from harness import pipeline
-    from harness.cache.teachers import TEACHER_TASKS
-    from harness.finetune import finetune_pretext
+def render_teachers(made: dict, preset: str, seed: int = 0, command: str = "", out_dir: Path | None = None) -> str:
+    """Write ``teachers.{md,json}`` under ``out_dir`` (default ``tables/generated/<preset>``)
+    from ``made`` (what ``pipeline.teacher_runs`` returns) and return the markdown."""
     from harness.tables.tables import GENERATED, pretext_metrics
-    from harness.utils import set_cpu_threads
 
-    set_cpu_threads()  # as the training runs do, so the step is timed with their threads
-    root = pipeline.ensure_data(preset, data_root)  # data generation is not part of the budget
-    step_ms = reference_step_ms(preset)
-    start = time.time()
-    t_all = time.perf_counter()
     rows = []
-    for task in TEACHER_TASKS:
-        t0 = time.perf_counter()
-        run = finetune_pretext(task, preset, seed, data_root=root, progress=progress)
-        wall = time.perf_counter() - t0
+    for task, run in made["runs"].items():
         final = run.final()
         pre = pretext_metrics(final)
         pre_run = Path(pre["run"])
@@ -96,12 +42,12 @@ def teachers_table(preset: str, seed: int = 0, data_root: str | os.PathLike | No
         rows.append({
             "task": task, "arch": final["arch"], "pretext": pre, "metric": final["metric"], "value": final["value"],
             "chance": final["chance"], "pretrain_seconds": pretrain_s, "finetune_seconds": round(finetune_s, 2),
-            "pretrained_now": _made_since(pre_run / "metrics.json", start),
-            "finetuned_now": _made_since(run.final_path, start), "wall_seconds": round(wall, 2),
-            "runs": [str(run.path), str(pre_run)],
+            "pretrained_now": _made_since(pre_run / "metrics.json", made["started"]),
+            "finetuned_now": _made_since(run.final_path, made["started"]),
+            "wall_seconds": round(made["wall_seconds"][task], 2), "runs": [str(run.path), str(pre_run)],
         })
-    summary = {**budget_summary(rows, preset, time.perf_counter() - t_all),
-               "reference_step_ms": round(step_ms, 2), "torch_threads": torch.get_num_threads(),
+    summary = {**budget_summary(rows, preset, made["total_wall_seconds"]),
+               "reference_step_ms": round(made["reference_step_ms"], 2), "torch_threads": made["torch_threads"],
                "cpu_count": os.cpu_count(), "processor": processor_name()}
     version = code_version()  # one stamp for the markdown and the JSON
     md = _render(rows, summary, preset, command, version)
