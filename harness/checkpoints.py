@@ -11,6 +11,7 @@ from typing import Any, Mapping
 
 import torch
 
+from harness.atomic import atomic_path, write_text_atomic
 from harness.errors import HarnessError
 
 
@@ -27,20 +28,13 @@ def weights_sha256(state_dict: Mapping[str, torch.Tensor]) -> str:
 
 def save_atomic(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save`` to a temporary name, then rename over ``path``."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def write_jsonl_atomic(path: str | os.PathLike, rows: list[dict]) -> None:
     """Rewrite a JSON-lines log in one rename (resumed runs rewrite their whole log)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, "".join(json.dumps(row, sort_keys=True) + "\n" for row in rows))
 
 
 def load_checkpoint(path: str | os.PathLike, error: type[HarnessError] = HarnessError, what: str = "checkpoint",

@@ -9,6 +9,26 @@ import click
 
 from harness.config import DEFAULT_PRESET, PRESETS, ConfigError
 
+class RegistryChoice(click.Choice):
+    """A choice whose names are a registry's keys, read when an option is parsed or its help
+    shown (so `harness --help` imports no torch), never a list copied into the CLI."""
+
+    def __init__(self, module: str, attr: str):
+        self._source = (module, attr)
+        super().__init__(())
+
+    @property
+    def choices(self):
+        import importlib
+
+        module, attr = self._source
+        return tuple(getattr(importlib.import_module(module), attr))
+
+    @choices.setter
+    def choices(self, _):  # click.Choice.__init__ assigns; the registry is the source
+        pass
+
+
 preset_option = click.option(
     "--preset", type=click.Choice(PRESETS), default=DEFAULT_PRESET, show_default=True,
     help="smoke: seconds, for tests; tiny: embedded synthetic benchmark on a laptop CPU; "
@@ -96,9 +116,9 @@ def data_synth(root, preset, seed, force, quiet):
 # ---- teachers --------------------------------------------------------------------------
 
 @main.command()
-@click.option("--task", required=True, metavar="TASK",
-              help="Self-supervised pretext task registered in harness.pretext.PRETEXT_TASKS: teachers "
-                   "sort, motion, track, predict; Table 1 rows shuffle, oddoneout, pose (docs/PRETEXT.md).")
+@click.option("--task", required=True, type=RegistryChoice("harness.pretext", "PRETEXT_TASKS"),
+              help="Self-supervised pretext task (harness.pretext.PRETEXT_TASKS): the teachers are sort, "
+                   "motion, track, predict; the other tasks are Table 1 rows (docs/PRETEXT.md).")
 @preset_option
 @seed_option
 @click.option("--data-root", type=click.Path(file_okay=False), default=None,
@@ -125,9 +145,9 @@ def pretrain(task, preset, seed, data_root, out_dir, overrides):
 
 
 @main.command()
-@click.option("--arch", required=True, type=click.Choice(["alexnet", "vgg19_teacher", "prednet"]),
+@click.option("--arch", required=True, type=RegistryChoice("harness.models", "MODEL_REGISTRY"),
               help="Backbone to fine-tune.")
-@click.option("--init", "init", required=True, type=click.Choice(["random", "pretext", "supervised", "file"]),
+@click.option("--init", "init", required=True, type=RegistryChoice("harness.finetune", "INITS"),
               help="random: own init (AlexNet_ran); pretext: a 'harness pretrain' checkpoint.pt; supervised: "
                    "first train on the synthetic disjoint classes (AlexNet_pre on smoke/tiny); file: a local "
                    ".pth (e.g. ImageNet weights).")
@@ -135,7 +155,7 @@ def pretrain(task, preset, seed, data_root, out_dir, overrides):
               help="The pretext checkpoint.pt (--init pretext) or weights file (--init file).")
 @preset_option
 @seed_option
-@click.option("--dataset", type=click.Choice(["synth", "ucf101", "hmdb51", "ccv"]), default="synth",
+@click.option("--dataset", type=RegistryChoice("harness.data.index", "DATASETS"), default="synth",
               show_default=True)
 @click.option("--data-root", type=click.Path(file_okay=False), default=None,
               help="Dataset folder (default for synth on smoke/tiny: data/synth-<preset>, generated if missing).")
@@ -199,7 +219,8 @@ def config_show(preset, method, as_json, overrides):
 @main.command("cache-teachers")
 @preset_option
 @seed_option
-@click.option("--format", "fmt", type=click.Choice(["zarr", "hdf5"]), default="zarr", show_default=True,
+@click.option("--format", "fmt", type=RegistryChoice("harness.cache.store", "FORMATS"), default="zarr",
+              show_default=True,
               help="Store backend: Zarr v3 directory or one HDF5 file.")
 @click.option("--store", type=click.Path(), default=None, help="Store path (default: cache/<preset>.zarr or .h5).")
 @click.option("--views", type=int, default=None, help="Augmentation views per item (default: the preset's).")
@@ -245,10 +266,9 @@ def cache_teachers(preset, seed, fmt, store, views, teachers, data_root, info_pa
 # ---- students --------------------------------------------------------------------------
 
 @main.command()
-@click.option("--method", required=True, metavar="METHOD",
-              help="Distillation method: a Table 2 row (fusion, ensemble, kd, mmgd, gl, feat, gr, "
-                   "mmgd+gr, gl+gr), 'staged-kd' (an extra row: our interpretation of staged KD from its "
-                   "abstract) or 'student' (labels only). The registry is harness.distill.methods.METHODS.")
+@click.option("--method", required=True, type=RegistryChoice("harness.distill.methods", "METHODS"),
+              help="Distillation method (harness.distill.methods.METHODS): a Table 2 row, 'staged-kd' (an "
+                   "extra row: our interpretation of staged KD from its abstract) or 'student' (labels only).")
 @preset_option
 @seed_option
 @click.option("--store", type=click.Path(), default=None,
@@ -271,7 +291,8 @@ def distill(method, preset, seed, store, data_root, overrides):
 
 
 @main.command()
-@click.option("--method", required=True, metavar="METHOD", help="Table 2 row to run, e.g. mmgd+gr.")
+@click.option("--method", required=True, type=RegistryChoice("harness.distill.methods", "METHODS"),
+              help="Table 2 row to run, e.g. mmgd+gr.")
 @preset_option
 @seed_option
 @click.option("--store", type=click.Path(), default=None, help="Feature store (default: cache/<preset>.zarr).")

@@ -45,7 +45,6 @@ from harness.runs import RunDir
 from harness.utils import pick_device, seed_everything, set_cpu_threads
 
 INITS = ("random", "pretext", "supervised", "file")
-DATASETS = ("synth", "ucf101", "hmdb51", "ccv")
 
 
 class FinetuneError(HarnessError):
@@ -149,20 +148,10 @@ def _check_config(cfg: FinetuneConfig) -> None:
 # ---- data ---------------------------------------------------------------------------------
 
 def resolve_data_root(dataset: str, data_root: str | os.PathLike | None, preset: str) -> Path:
-    """The dataset folder to read: ``data_root``, or for the synthetic set of smoke/tiny its
-    default location, generated (seed 0) if missing."""
-    if dataset not in DATASETS:
-        raise FinetuneError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
-    if data_root is not None:
-        root = Path(data_root)
-        if not root.is_dir():
-            raise FinetuneError(f"{root}: --data-root folder not found")
-        return root
-    if dataset != "synth" or preset == "paper":
-        raise FinetuneError(f"--data-root is required for dataset {dataset!r} with preset {preset!r}")
-    from harness.data.synth import ensure_generated
+    """The dataset folder to read (``harness.data.roots.data_root``)."""
+    from harness.data.roots import data_root as resolve
 
-    return ensure_generated(preset)
+    return resolve(preset, data_root, dataset, error=FinetuneError)
 
 
 # Decoded videos shared by every run of this process (table1 fine-tunes several models on

@@ -18,13 +18,9 @@ from harness.errors import HarnessError
 def ensure_data(preset: str, data_root: str | os.PathLike | None = None) -> Path:
     """The dataset root: ``data_root`` if given, else the synthetic set of smoke/tiny
     (generated on first use, regenerated if stale)."""
-    if data_root is not None:
-        return Path(data_root)
-    if preset == "paper":
-        raise HarnessError("preset 'paper' reads a real dataset: pass --data-root DIR")
-    from harness.data.synth import ensure_generated
+    from harness.data.roots import data_root as resolve
 
-    return ensure_generated(preset)
+    return resolve(preset, data_root)
 
 
 def teacher_checkpoints(preset: str, seed: int = 0, data_root: str | os.PathLike | None = None,

@@ -162,10 +162,6 @@ def run_record(config: Any, inputs: dict[str, str] | None = None) -> dict:
 
 def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
     """Write JSON via a temp file and rename, so a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True, default=str)
-        fh.write("\n")
-    os.replace(tmp, path)
+    from harness.atomic import write_text_atomic
+
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")

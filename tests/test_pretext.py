@@ -635,6 +635,6 @@ def test_cli_pretrain_reports_unknown_task_and_missing_root(tmp_path):
     from harness.cli import main
 
     r = CliRunner().invoke(main, ["pretrain", "--task", "jigsaw", "--preset", "smoke"])
-    assert r.exit_code == 2 and "unknown pretext task 'jigsaw'" in r.output
+    assert r.exit_code == 2 and "'jigsaw' is not one of 'sort', 'motion'" in r.output   # the registry's names
     r = CliRunner().invoke(main, ["pretrain", "--task", "sort", "--preset", "smoke", "--data-root", str(tmp_path)])
     assert r.exit_code == 2 and "unlabeled.txt: not found" in r.output

@@ -252,7 +252,12 @@ def test_rank_assignment_is_a_disjoint_cover(monkeypatch):
     assert world_from_env() == (1, 4)
     assert world_from_env(0, 1) == (0, 1)
     monkeypatch.setenv("RANK", "4")
-    with pytest.raises(StoreError, match="rank 4 / world size 4"):
+    from harness.errors import HarnessError
+
+    with pytest.raises(HarnessError, match="rank 4 / world size 4"):
+        world_from_env()
+    monkeypatch.setenv("RANK", "one")
+    with pytest.raises(HarnessError, match="environment variable RANK='one' is not an integer"):
         world_from_env()
 
 

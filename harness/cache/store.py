@@ -40,6 +40,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from harness.atomic import atomic_path, fsync_path, write_bytes_atomic
 from harness.cache.schema import teacher_field
 from harness.errors import HarnessError
 
@@ -145,23 +146,8 @@ def suggest_chunk_items(fields: Sequence[FieldSpec], target_bytes: int = 32 << 2
 # ---- small file helpers ------------------------------------------------------------------
 
 
-def _fsync_path(path: str | os.PathLike) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temp file, fsync, rename over ``path``, fsync the folder."""
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    _fsync_path(path.parent)
+_fsync_path = fsync_path
+_write_atomic = write_bytes_atomic   # fsync, rename over the target, fsync the folder
 
 
 def _norm(obj: Any) -> Any:
@@ -729,14 +715,9 @@ class HDF5Store(FeatureStore):
 
         if self.finalized:
             raise StoreError(f"{self.path}: store is finalized; it cannot be written again")
-        part = self._part(i)
-        tmp = part.with_name(f"{part.name}.tmp{os.getpid()}")
-        with h5py.File(tmp, "w") as f:
+        with atomic_path(self._part(i), durable=True) as tmp, h5py.File(tmp, "w") as f:
             for name, arr in data.items():
                 self._create_dataset(f, self._by_name[name], len(arr))[...] = arr
-        _fsync_path(tmp)
-        os.replace(tmp, part)
-        _fsync_path(self.parts)
 
     def finalize(self) -> bool:
         """Merge every part into ``<path>`` (under the store lock) and remove the parts.
@@ -751,27 +732,24 @@ class HDF5Store(FeatureStore):
                 return True
             if len(self.completed_chunks()) != self.n_chunks:
                 return False
-            tmp = self.path.with_name(self.path.name + f".tmp{os.getpid()}")
             record = dict(self._record, finalized=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
-            with h5py.File(tmp, "w") as out:
-                dsets = {f.name: self._create_dataset(out, f, self.n_items) for f in self._fields}
-                for i in range(self.n_chunks):
-                    start, _ = self.chunk_range(i)
-                    with h5py.File(self._part(i), "r") as part:
-                        for f in self._fields:
-                            zero = (0,) * (1 + len(f.item_shape))
-                            src = part[f.name]
-                            if src.chunks is not None and src.id.get_chunk_info_by_coord(zero).size:
-                                mask, raw = src.id.read_direct_chunk(zero)
-                                dsets[f.name].id.write_direct_chunk((start,) + zero[1:], raw, mask)
-                            else:  # an unstored (all-fill) chunk stays unstored
-                                pass
-                for npy in sorted((self.parts / "extra").glob("*.npy")):
-                    out.create_dataset("extra/" + npy.stem.replace("%", "/"), data=np.load(npy))
-                out.attrs["harness_store"] = json.dumps(record, sort_keys=True)
-            _fsync_path(tmp)
-            os.replace(tmp, self.path)
-            _fsync_path(self.path.parent)
+            with atomic_path(self.path, durable=True) as tmp:
+                with h5py.File(tmp, "w") as out:
+                    dsets = {f.name: self._create_dataset(out, f, self.n_items) for f in self._fields}
+                    for i in range(self.n_chunks):
+                        start, _ = self.chunk_range(i)
+                        with h5py.File(self._part(i), "r") as part:
+                            for f in self._fields:
+                                zero = (0,) * (1 + len(f.item_shape))
+                                src = part[f.name]
+                                if src.chunks is not None and src.id.get_chunk_info_by_coord(zero).size:
+                                    mask, raw = src.id.read_direct_chunk(zero)
+                                    dsets[f.name].id.write_direct_chunk((start,) + zero[1:], raw, mask)
+                                else:  # an unstored (all-fill) chunk stays unstored
+                                    pass
+                    for npy in sorted((self.parts / "extra").glob("*.npy")):
+                        out.create_dataset("extra/" + npy.stem.replace("%", "/"), data=np.load(npy))
+                    out.attrs["harness_store"] = json.dumps(record, sort_keys=True)
             self._record = record
             shutil.rmtree(self.parts, ignore_errors=True)
             return True
@@ -815,13 +793,9 @@ class HDF5Store(FeatureStore):
 
     def _put_extra(self, name: str, array: np.ndarray) -> None:
         if not self.finalized:
-            target = self.parts / "extra" / (name.replace("/", "%") + ".npy")
-            tmp = target.with_name(target.name + f".tmp{os.getpid()}")
-            with open(tmp, "wb") as fh:
-                np.save(fh, array)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
+            with atomic_path(self.parts / "extra" / (name.replace("/", "%") + ".npy"), durable=True) as tmp:
+                with open(tmp, "wb") as fh:
+                    np.save(fh, array)
             return
         import h5py
 

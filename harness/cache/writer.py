@@ -12,23 +12,18 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from harness.dist import dist_env
 from harness.cache.store import DEFAULT_IGNORE_KEYS, FeatureStore, FieldSpec, HDF5Store, StoreError
 
 
 def world_from_env(rank: int | None = None, world_size: int | None = None) -> tuple[int, int]:
     """``(rank, world_size)``: the arguments when given, else torchrun's RANK / WORLD_SIZE, else (0, 1)."""
 
-    def env_int(name: str, default: int) -> int:
-        value = os.environ.get(name)
-        if value is None or value == "":
-            return default
-        try:
-            return int(value)
-        except ValueError:
-            raise StoreError(f"environment variable {name}={value!r} is not an integer") from None
-
-    world = env_int("WORLD_SIZE", 1) if world_size is None else int(world_size)
-    rank = env_int("RANK", 0) if rank is None else int(rank)
+    if rank is None or world_size is None:
+        env_rank, env_world, _ = dist_env()
+        rank = env_rank if rank is None else rank
+        world_size = env_world if world_size is None else world_size
+    rank, world = int(rank), int(world_size)
     if world < 1 or not 0 <= rank < world:
         raise StoreError(f"rank {rank} / world size {world}: need 0 <= rank < world_size")
     return rank, world

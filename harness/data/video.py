@@ -12,6 +12,7 @@ from typing import Sequence
 import av
 import numpy as np
 
+from harness.atomic import atomic_path
 from harness.errors import HarnessError
 
 
@@ -31,22 +32,20 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: int = 25, code
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"{path}: frames must be uint8 (T, H, W, 3), got {frames.dtype} {frames.shape}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(".tmp-" + path.name)
-    _, height, width, _ = frames.shape
-    with av.open(str(tmp), "w", format=_container_for(path)) as container:
-        stream = container.add_stream(codec, rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        if codec == "mpeg4":
-            # fixed quantiser: reproducible quality whatever the content
-            stream.codec_context.qscale = quality
-            stream.codec_context.flags |= av.codec.context.Flags.qscale
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+    with atomic_path(path) as tmp:
+        _, height, width, _ = frames.shape
+        with av.open(str(tmp), "w", format=_container_for(path)) as container:
+            stream = container.add_stream(codec, rate=fps)
+            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+            if codec == "mpeg4":
+                # fixed quantiser: reproducible quality whatever the content
+                stream.codec_context.qscale = quality
+                stream.codec_context.flags |= av.codec.context.Flags.qscale
+            for frame in frames:
+                for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                    container.mux(packet)
+            for packet in stream.encode():
                 container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    os.replace(tmp, path)
 
 
 def _container_for(path: Path) -> str | None:

@@ -37,6 +37,7 @@ from harness.data.transforms import apply_views_torch
 from harness.distill.losses.em import class_ground_cost
 from harness.distill.methods import (METHODS, MethodContext, MethodError, MethodSettings, TeacherBatch, build_method,
                                      settings_read)
+from harness.dist import dist_env
 from harness.errors import HarnessError
 from harness.models import MODEL_PRESETS, build_model
 from harness.provenance import fingerprint, sha256_file
@@ -150,10 +151,6 @@ def _student_input(batch: dict, size: int) -> torch.Tensor:
     return apply_views_torch(batch["frames"], batch["views"], size)
 
 
-def _dist_env() -> tuple[int, int, int]:
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
-
-
 def distill(method: str, preset: str = "tiny", seed: int = 0, store: str | os.PathLike | None = None,
             overrides: dict[str, Any] | None = None, runs_root: Path | None = None,
             progress: bool = True, stop_after_epoch: int | None = None) -> RunDir:
@@ -179,7 +176,7 @@ def distill(method: str, preset: str = "tiny", seed: int = 0, store: str | os.Pa
     if run.is_finished():
         return run
 
-    rank, world, local_rank = _dist_env()
+    rank, world, local_rank = dist_env()
     # rank 0 owns the run folder; the other DDP ranks only train
     with run.exclusive() if rank == 0 else contextlib.nullcontext():
         return _train_run(run, run_config, method, preset, seed, cfg, st, store_path, manifest, rank, world,

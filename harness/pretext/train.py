@@ -83,17 +83,11 @@ def default_out_dir(task_name: str, preset: str, seed: int, config: dict) -> Pat
 
 
 def ensure_data(data_root: str | os.PathLike | None, preset: str) -> Path:
-    """The data root to read; the default synthetic set of smoke/tiny is generated if missing."""
-    if data_root is not None:
-        root = Path(data_root)
-        if not (root / "unlabeled.txt").is_file():
-            raise PretrainError(f"{root / 'unlabeled.txt'}: not found; --data-root must hold an unlabeled.txt list")
-        return root
-    if preset == "paper":
-        raise PretrainError("--data-root is required for preset 'paper' (a folder with unlabeled.txt)")
-    from harness.data.synth import ensure_generated
+    """The data root to read (it must hold ``unlabeled.txt``); the default synthetic set of
+    smoke/tiny is generated if missing."""
+    from harness.data.roots import data_root as resolve
 
-    return ensure_generated(preset)
+    return resolve(preset, data_root, needs="unlabeled.txt", error=PretrainError)
 
 
 def decode_unlabeled(root: Path, decode_size: int = 0, max_videos: int = 0,
