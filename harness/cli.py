@@ -137,7 +137,7 @@ def pretrain(task, preset, seed, data_root, out_dir, overrides):
 
     get_task(task)  # an unknown name fails here, before any data is touched
     ckpt = run_pretrain(task, preset, seed, data_root, out_dir, parse_overrides(overrides))
-    metrics = json.loads((Path(ckpt).parent / "metrics.json").read_text())
+    metrics = json.loads((Path(ckpt).parent / "final.json").read_text())
     click.echo(f"{task} ({metrics['arch']}, {preset}, seed {seed}): held-out {metrics['metric_name']} "
                f"{metrics['metric']:.4f} (at init {metrics['metric_at_init']:.4f}; chance {metrics['chance']:.4f}: "
                f"{metrics['chance_note']})")
@@ -280,7 +280,7 @@ def distill(method, preset, seed, store, data_root, overrides):
     """Train the student from the feature store with one distillation method.
 
     Writes runs/distill/<preset>/<method>-<config fingerprint>/ (run.json, metrics.jsonl,
-    final.json, student.pt); resumes from last.pt; a finished run is reused.
+    final.json, student.pt); resumes from state.pt; a finished run is reused.
     """
     from harness import pipeline
     from harness.config import parse_overrides

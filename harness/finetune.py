@@ -37,7 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from harness.checkpoints import load_verified, save_atomic, weights_sha256, write_jsonl_atomic
+from harness.checkpoints import load_verified, save_atomic, weights_sha256
 from harness.config import resolve, to_dict
 from harness.errors import HarnessError
 from harness.provenance import code_version, fingerprint, sha256_file
@@ -385,18 +385,14 @@ def _train(run: RunDir, model, train_ds, test_ds, cfg: FinetuneConfig, cfg_fp: s
     from tqdm import tqdm
 
     opt, sched = _optimizer(model, cfg)
-    state_path = run.path / "state.pt"
     log: list[dict] = []
     start_epoch, elapsed_before = 0, 0.0
-    if state_path.is_file():
-        state = torch.load(state_path, map_location="cpu", weights_only=False)
-        if state.get("config_fingerprint") != cfg_fp:
-            raise FinetuneError(f"{state_path}: belongs to another config; delete the folder to start over")
+    state = run.load_state(cfg_fp)   # restores the torch RNG it saved
+    if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["torch_rng"])
-        start_epoch, log, elapsed_before = state["epoch"], state["log"], state["elapsed_s"]
+        start_epoch, log, elapsed_before = state["epoch"], state["rows"], state["elapsed_s"]
     t0 = time.perf_counter()
     last_eval = None
     bar = tqdm(range(start_epoch, cfg.epochs), initial=start_epoch, total=cfg.epochs, desc=desc, unit="epoch",
@@ -432,10 +428,8 @@ def _train(run: RunDir, model, train_ds, test_ds, cfg: FinetuneConfig, cfg_fp: s
         log.append(row)
         bar.set_postfix(loss=f"{row['train_loss']:.3f}", **({"test": f"{row['test_value']:.3f}"}
                                                             if "test_value" in row else {}))
-        save_atomic({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                      "torch_rng": torch.get_rng_state(), "epoch": epoch + 1, "log": log,
-                      "elapsed_s": row["elapsed_s"], "config_fingerprint": cfg_fp}, state_path)
-        write_jsonl_atomic(run.path / "metrics.jsonl", log)
+        run.save_state({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                        "epoch": epoch + 1, "elapsed_s": row["elapsed_s"]}, log, cfg_fp)
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, row)
     bar.close()
@@ -463,8 +457,7 @@ def _finish(run: RunDir, model, result: dict, meta: dict, index, cfg_dict: dict,
              "code_version": code_version(), **chance_level(index)}
     if isinstance(meta.get("split"), int):
         final["per_split"] = {str(meta["split"]): ev["value"]}
-    run.finish(final)
-    (run.path / "state.pt").unlink(missing_ok=True)
+    run.finish(final, result["log"])
 
 
 # ---- the supervised first stage (init "supervised") -----------------------------------------

@@ -1,8 +1,15 @@
 """Run folders: every training command writes one, keyed by its config fingerprint.
 
-A run folder holds ``run.json`` (config, code version, input fingerprints), the command's
-own logs and checkpoints, and ``final.json`` once it has finished. A finished run with the
-same config fingerprint is reused instead of recomputed (``harness ablation``, ``table1``).
+One contract for pretraining, fine-tuning and distillation:
+
+- ``run.json``: config, code version, input fingerprints, machine (``start``);
+- ``state.pt``: the resume point, written after every epoch (``save_state``): the loop's own
+  tensors, the epoch rows so far, the torch RNG and the config fingerprint it belongs to;
+- ``metrics.jsonl``: one row per finished epoch, rewritten from the state with it, so a run
+  killed between the two never holds a row twice;
+- ``final.json``: the results; its presence means "finished" (``finish`` removes state.pt).
+
+A finished run with the same config fingerprint is reused instead of recomputed.
 """
 
 from __future__ import annotations
@@ -21,6 +28,13 @@ from harness.provenance import fingerprint, run_record, write_json_atomic
 
 class RunBusy(HarnessError):
     """Another process is already training this run folder."""
+
+
+class RunStateError(HarnessError):
+    """A resume state that belongs to another config or cannot be read."""
+
+
+STATE, METRICS = "state.pt", "metrics.jsonl"
 
 RUNS_ROOT_ENV = "HARNESS_RUNS"
 
@@ -73,9 +87,51 @@ class RunDir:
         if not record.exists():
             write_json_atomic(record, run_record(config, inputs))
 
-    def finish(self, results: dict) -> None:
-        write_json_atomic(self.final_path, results)
+    @property
+    def state_path(self) -> Path:
+        return self.path / STATE
 
-    def append_log(self, row: dict, name: str = "metrics.jsonl") -> None:
-        with open(self.path / name, "a") as fh:
-            fh.write(json.dumps(row, sort_keys=True, default=float) + "\n")
+    def load_state(self, config_fingerprint: str) -> dict | None:
+        """The resume point of an unfinished run (restoring the torch RNG it saved), or None.
+        A state of another config, or one that cannot be read, is one line naming the file."""
+        import torch
+
+        from harness.checkpoints import load_checkpoint
+
+        if not self.state_path.is_file():
+            return None
+        state = load_checkpoint(self.state_path, RunStateError, "resume state")
+        if not isinstance(state, dict) or state.get("config_fingerprint") != config_fingerprint:
+            raise RunStateError(f"{self.state_path}: belongs to a run with another config; delete {self.path} "
+                                f"to start it over")
+        torch.set_rng_state(state["torch_rng"])
+        return state
+
+    def save_state(self, state: dict, rows: list[dict], config_fingerprint: str) -> None:
+        """Write the resume point (``state`` plus the rows, the torch RNG and the fingerprint),
+        then ``metrics.jsonl`` from the same rows."""
+        import torch
+
+        from harness.checkpoints import save_atomic, write_jsonl_atomic
+
+        self.path.mkdir(parents=True, exist_ok=True)
+        save_atomic({**state, "rows": rows, "torch_rng": torch.get_rng_state(),
+                     "config_fingerprint": config_fingerprint}, self.state_path)
+        write_jsonl_atomic(self.path / METRICS, rows)
+
+    def rows(self) -> list[dict]:
+        """The epoch rows of ``metrics.jsonl`` (empty when there are none yet)."""
+        path = self.path / METRICS
+        if not path.is_file():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def finish(self, results: dict, rows: list[dict] | None = None) -> None:
+        """Write ``final.json`` (after ``metrics.jsonl`` from ``rows`` when given) and drop the
+        resume state: the run is finished."""
+        if rows is not None:
+            from harness.checkpoints import write_jsonl_atomic
+
+            write_jsonl_atomic(self.path / METRICS, rows)
+        write_json_atomic(self.final_path, results)
+        self.state_path.unlink(missing_ok=True)

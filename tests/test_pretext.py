@@ -568,9 +568,9 @@ def test_pretrain_writes_checkpoint_metrics_and_log_and_resumes(unlabeled_root, 
     assert ckpt["finished"] and ckpt["arch"] == "vgg19_teacher" and ckpt["task"] == "motion"
     assert ckpt["seed"] == 3 and ckpt["config"]["task"]["k1"] == 2 and ckpt["code_version"]
     assert train.weights_sha256(ckpt["backbone"]) == ckpt["weights_sha256"]
-    metrics = json.loads((tmp_path / "full" / "metrics.json").read_text())
+    metrics = json.loads((tmp_path / "full" / "final.json").read_text())
     assert metrics["chance"] == 0.5 and len(metrics["loss_curve"]) == 3 and 0 <= metrics["metric"] <= 1
-    log = [json.loads(line) for line in (tmp_path / "full" / "log.jsonl").read_text().splitlines()]
+    log = [json.loads(line) for line in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
     assert [line["epoch"] for line in log] == [1, 2, 3]
     model, _ = train.load_backbone(full, num_classes=5)
     assert model.forward_features(torch.zeros(1, 3, 32, 32)).logits.shape == (1, 5)
@@ -590,15 +590,17 @@ def test_pretrain_writes_checkpoint_metrics_and_log_and_resumes(unlabeled_root, 
         train.pretrain("motion", "smoke", seed=3, data_root=unlabeled_root, out_dir=tmp_path / "cut",
                        overrides=ov, progress=False)
     monkeypatch.setattr(MotionTask, "step", step)
-    part = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)
-    assert not part["finished"] and part["epoch"] == 2
+    part = torch.load(tmp_path / "cut" / "state.pt", weights_only=False)
+    assert not (tmp_path / "cut" / "final.json").exists() and part["epoch"] == 2
     resumed = train.pretrain("motion", "smoke", seed=3, data_root=unlabeled_root, out_dir=tmp_path / "cut",
                              overrides=ov, progress=False)
     assert torch.load(resumed, weights_only=False)["weights_sha256"] == ckpt["weights_sha256"]
     # run_seconds: the resuming process (decoding, evaluations, its loop) plus the loop time the
     # interrupted one saved with epoch 2, so it exceeds the whole loop and the earlier part
-    cut = json.loads((tmp_path / "cut" / "metrics.json").read_text())
-    assert cut["run_seconds"] > cut["train_seconds"] > part["log"][-1]["elapsed_s"] > 0
+    cut = json.loads((tmp_path / "cut" / "final.json").read_text())
+    assert cut["run_seconds"] > cut["train_seconds"] > part["rows"][-1]["elapsed_s"] > 0
+    assert [json.loads(x)["epoch"] for x in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
+    assert not (tmp_path / "cut" / "state.pt").exists()
     assert metrics["run_seconds"] > metrics["train_seconds"] > 0
 
     with pytest.raises(train.PretrainError, match="another config"):
@@ -638,3 +640,23 @@ def test_cli_pretrain_reports_unknown_task_and_missing_root(tmp_path):
     assert r.exit_code == 2 and "'jigsaw' is not one of 'sort', 'motion'" in r.output   # the registry's names
     r = CliRunner().invoke(main, ["pretrain", "--task", "sort", "--preset", "smoke", "--data-root", str(tmp_path)])
     assert r.exit_code == 2 and "unlabeled.txt: not found" in r.output
+
+
+def test_pretraining_on_other_videos_is_another_run(unlabeled_root, tmp_path, monkeypatch):
+    """A pretraining run is keyed by the unlabeled list it read: the same task and config on
+    other videos never returns the first run's checkpoint."""
+    import shutil
+
+    from harness.pretext import train
+
+    monkeypatch.setenv("HARNESS_RUNS", str(tmp_path / "runs"))
+    other = tmp_path / "other"
+    shutil.copytree(unlabeled_root, other)
+    (other / "unlabeled.txt").write_text("".join(f"unlabeled/u_{i}.avi\n" for i in range(4)))
+    ov = {"epochs": "1", "iters_per_epoch": "1", "batch_size": "4", "eval_batches": "1"}
+    a = train.pretrain("motion", "smoke", seed=0, data_root=unlabeled_root, overrides=ov, progress=False)
+    b = train.pretrain("motion", "smoke", seed=0, data_root=other, overrides=ov, progress=False)
+    again = train.pretrain("motion", "smoke", seed=0, data_root=unlabeled_root, overrides=ov, progress=False)
+    assert a.parent != b.parent and again == a
+    recorded = [json.loads((p.parent / "run.json").read_text())["inputs"]["unlabeled_index"] for p in (a, b)]
+    assert recorded[0] != recorded[1]

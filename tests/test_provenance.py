@@ -35,5 +35,5 @@ def test_tables_list_the_machines_recorded_by_their_runs(tmp_path):
     assert run_machines([a, old, tmp_path / "missing"]) == ["CPU X, AVX2 kernels", "not recorded"]
     pre = tmp_path / "pretrain"
     pre.mkdir()
-    (pre / "metrics.json").write_text(json.dumps({"run": {"environment": {"numerics": {"summary": "CPU Y"}}}}))
+    (pre / "run.json").write_text(json.dumps({"environment": {"numerics": {"summary": "CPU Y"}}}))
     assert run_machines([pre, a]) == ["CPU Y", "CPU X, AVX2 kernels"]

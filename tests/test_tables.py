@@ -4,7 +4,7 @@ from harness.tables.render import MeasuredRow, paper_numbers, render
 
 
 def test_paper_numbers_match_method_md():
-    # METHOD.md "Paper numbers": the anchors printed beside every reproduction.
+    # the paper's Tables 1-2 as printed: the anchors shown beside every reproduction.
     t1, t2 = paper_numbers(1), paper_numbers(2)
     assert t1["gl+gr"] == {"label": "Ours (G_l+G_r)", "ucf101": 68.9, "hmdb51": 35.1, "ccv": 62.6}
     assert t1["alexnet_ran"]["hmdb51"] == 16.3 and t1["oddoneout"]["ccv"] == 58.1
@@ -50,7 +50,7 @@ def test_table1_smoke_end_to_end(tmp_path, monkeypatch):
             # the pretext metric next to the fine-tuned accuracy comes from the pretraining run
             # the fine-tune started from
             (pre_run,) = row["runs"][1:]
-            metrics = json.loads((Path(pre_run) / "metrics.json").read_text())
+            metrics = json.loads((Path(pre_run) / "final.json").read_text())
             assert metrics["task"] == row["key"] == row["pretext"]["task"]
             assert row["pretext"]["value"] == metrics["metric"] and row["pretext"]["chance"] == metrics["chance"]
             assert Path(final["init_summary"]["source"]).parent == Path(pre_run)
@@ -109,7 +109,7 @@ def test_teachers_smoke_reports_each_runs_own_seconds(tmp_path, monkeypatch):
     for row in data["rows"]:
         finetune_run, pretrain_run = (Path(p) for p in row["runs"])
         final = json.loads((finetune_run / "final.json").read_text())
-        metrics = json.loads((pretrain_run / "metrics.json").read_text())
+        metrics = json.loads((pretrain_run / "final.json").read_text())
         assert Path(final["init_summary"]["source"]).parent == pretrain_run and metrics["task"] == row["task"]
         assert row["value"] == final["value"] and row["pretext"]["value"] == metrics["metric"]
         # the pretraining's whole run (decoding, evaluations, loop), not just its loop
@@ -156,8 +156,6 @@ def test_teacher_budget_verdict_compares_recorded_seconds():
 def test_ablation_names_its_whole_command_and_the_data_its_runs_read(smoke_store, tmp_path, monkeypatch):
     """The "Made by" line is the command as typed (--store kept), the dataset label comes from
     the run's store manifest, and tables/ only renders: no training happens in harness.tables."""
-    import sys
-
     from click.testing import CliRunner
 
     from harness.cli import main

@@ -291,7 +291,7 @@ def _complete_store(path: Path, manifest: dict) -> FeatureStore | None:
 
 def _write_prototypes(st: FeatureStore, names: list[str], num_classes: int) -> None:
     """Per-class mean teacher logit vector over the training items (all views): the EM
-    ground cost's class prototypes (METHOD.md, G_l)."""
+    ground cost's class prototypes (docs/METHOD.md, G_l)."""
     have = set(st.extras())
     if all(prototypes_key(n) in have for n in names):
         return

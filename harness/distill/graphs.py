@@ -1,5 +1,5 @@
 """Distillation graphs: the logits graph G_l, the MMGD baseline, the representation graph G_r
-and uniform feature distillation (METHOD.md; equations in docs/LOSSES.md).
+and uniform feature distillation (docs/METHOD.md; equations in docs/LOSSES.md).
 
 Every module returns a dict of named loss terms; the caller (the method registry) weights
 and sums them with lambda / beta. Teacher inputs are frozen cached tensors.
@@ -61,7 +61,7 @@ class LogitsGraph(nn.Module):
     """Logits graph G_l (Eq. 4-6): K teacher vertices, learnable edges, EM imitation loss.
 
     mu_k = softmax(z_k / T_k); eta = softmax(z_s); E[m, n] = e_{n->m} = softmax_n(A[m, :]).
-    reading="adjusted": L = (1/K) sum_m EM(sum_n E[m, n] mu_n, eta)   (METHOD.md default)
+    reading="adjusted": L = (1/K) sum_m EM(sum_n E[m, n] mu_n, eta)   (docs/METHOD.md default)
     reading="literal":  L = sum_m sum_n E[m, n] EM(mu_n, eta)         (Eq. 4 as printed)
     em: "exact" (the LP solved exactly, ``exact_em``) or "sinkhorn" (entropic, ``sinkhorn_log``
     with the ``em_*`` switches; defaults ``SINKHORN``), both on the ground cost passed to
@@ -197,7 +197,7 @@ class LogitsGraph(nn.Module):
 
 
 class MMGDGraph(nn.Module):
-    """Multi-modal graph distillation baseline (Luo et al. 2017), per METHOD.md.
+    """Multi-modal graph distillation baseline (Luo et al. 2017), per docs/METHOD.md.
 
     z_v = [W_logit(logit_v); W_repr(repr_v)] (32 + 32), e_j = W_edge([z_s; z_j]),
     edges = softmax(e / edge_temperature) over teachers (B, K), prior = 1/K,

@@ -6,7 +6,7 @@ per step for free (mdistiller's idea). Student methods are built from *parts* (h
 KD, G_l, MMGD, G_r, uniform feature distillation), so a new row that combines existing parts
 is one line in ``METHODS``; a new part is one class in ``PARTS``.
 
-The objective (METHOD.md, Eq. 2-4 and 10): ``L = (1 - lambda) * CE + lambda * (logit terms)
+The objective (docs/METHOD.md, Eq. 2-4 and 10): ``L = (1 - lambda) * CE + lambda * (logit terms)
 + beta * (representation terms) + (graph regularisers)``.
 
 ``staged-kd`` is not a Table 2 row of the paper but an extra one: our interpretation of the
@@ -75,7 +75,7 @@ class MethodSettings:
     kd_temperature: float = 4.0            # Hinton KD temperature
     gl_temperatures: tuple = (2.0,)        # T_k per teacher (one value = shared)
     gl_learn_temperatures: bool = False    # learn log T_k
-    gl_reading: str = "adjusted"           # "adjusted" (METHOD.md) | "literal" (Eq. 4 as printed)
+    gl_reading: str = "adjusted"           # "adjusted" (docs/METHOD.md) | "literal" (Eq. 4 as printed)
     gl_em: str = "exact"                   # "exact" (LP) | "sinkhorn" (entropic) | "closed_form_01" | "wgan"
     gl_ground_cost: str = "prototypes"     # "prototypes" (1 - cos of class prototypes) | "01"
     gl_gd_reg: float = 10.0                # pull of the edges toward uniform (MMGD's value)

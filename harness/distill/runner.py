@@ -30,7 +30,6 @@ from torch import nn
 from harness.cache import schema
 from harness.cache.reader import StreamingReader
 from harness.cache.store import FeatureStore
-from harness.checkpoints import save_atomic
 from harness.config import apply_overrides, resolve, to_dict
 from harness.data.frames import evaluate, video_level_predict
 from harness.data.transforms import apply_views_torch
@@ -157,7 +156,7 @@ def distill(method: str, preset: str = "tiny", seed: int = 0, store: str | os.Pa
     """Train (or resume, or reuse) one method's student from ``store``; returns its run folder.
 
     ``stop_after_epoch`` ends the process's work after that epoch without finishing the run
-    (used by the resume tests; a later call continues from ``last.pt``).
+    (used by the resume tests; a later call continues from ``state.pt``).
     """
     if method not in METHODS:
         raise MethodError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
@@ -175,119 +174,169 @@ def distill(method: str, preset: str = "tiny", seed: int = 0, store: str | os.Pa
     run = RunDir.for_config("distill", preset, method, run_config, runs_root)
     if run.is_finished():
         return run
-
-    rank, world, local_rank = dist_env()
+    job = _Job(run, run_config, method, preset, seed, cfg, st, store_path, *dist_env())
     # rank 0 owns the run folder; the other DDP ranks only train
-    with run.exclusive() if rank == 0 else contextlib.nullcontext():
-        return _train_run(run, run_config, method, preset, seed, cfg, st, store_path, manifest, rank, world,
-                          local_rank, progress, stop_after_epoch)
+    with run.exclusive() if job.rank == 0 else contextlib.nullcontext():
+        if not run.is_finished():   # finished by another process while this one waited to start
+            _train(job, progress, stop_after_epoch)
+    return run
 
 
-def _train_run(run: RunDir, run_config: dict, method: str, preset: str, seed: int, cfg: DistillConfig,
-               st: FeatureStore, store_path: Path, manifest: dict, rank: int, world: int, local_rank: int,
-               progress: bool, stop_after_epoch: int | None) -> RunDir:
-    if run.is_finished():   # finished by another process while this one waited to start
-        return run
-    device = pick_device(cfg.device)
-    if world > 1:
+@dataclass
+class _Job:
+    """One process's share of one distillation run."""
+
+    run: RunDir
+    run_config: dict
+    method: str
+    preset: str
+    seed: int
+    cfg: DistillConfig
+    store: FeatureStore
+    store_path: Path
+    rank: int
+    world: int
+    local_rank: int
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.run_config)
+
+
+def _device(job: _Job) -> torch.device:
+    """The device this process trains on, with the process group started under torchrun."""
+    device = pick_device(job.cfg.device)
+    if job.world > 1:
         import torch.distributed as dist
 
         if not dist.is_initialized():
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
         if device.type == "cuda":
-            device = torch.device("cuda", local_rank)
+            device = torch.device("cuda", job.local_rank)
             torch.cuda.set_device(device)
-    if rank == 0:
-        run.start(run_config, inputs={"store": str(store_path), "store_manifest": manifest})
-    seed_everything(seed)
+    return device
 
+
+@dataclass
+class _Setup:
+    """What a run trains: the student and method in one module, the optimiser and schedule,
+    and what the store says about the teachers and classes."""
+
+    model: "_Trainable"
+    params: list
+    opt: Any
+    sched: Any
+    names: list[str]
+    classes: list[str]
+    multilabel: bool
+
+
+def _build(job: _Job, device: torch.device) -> _Setup:
+    st, manifest = job.store, job.store.manifest
     names = teacher_names(st)
     classes = list(manifest["dataset"]["classes"])
     multilabel = bool(manifest["dataset"].get("multilabel", False))
-    student = build_model("alexnet", len(classes), preset)
+    student = build_model("alexnet", len(classes), job.preset)
     c4 = st.field(schema.teacher_field(names[0], "conv4")).item_shape
     s_c, s_h, s_w = student.conv4_shape()
     if tuple(c4[-2:]) != (s_h, s_w):
-        raise DistillError(f"{store_path}: teacher conv4 maps are {c4[-2:]} but the {preset} student's conv4 is "
-                           f"{(s_h, s_w)}; rebuild the cache for this preset")
+        raise DistillError(f"{job.store_path}: teacher conv4 maps are {c4[-2:]} but the {job.preset} student's "
+                           f"conv4 is {(s_h, s_w)}; rebuild the cache for this preset")
     ctx = MethodContext(num_classes=len(classes), teacher_names=names,
                         teacher_channels=[st.field(schema.teacher_field(n, "conv4")).item_shape[1] for n in names],
                         student_channels=s_c, multilabel=multilabel, ground_cost=ground_cost(st, names),
                         student_stage_channels=tuple(student.stage_channels))
-    meth = build_method(method, ctx, cfg.method)
-    model = _Trainable(student, meth).to(device)
+    model = _Trainable(student, build_method(job.method, ctx, job.cfg.method)).to(device)
     params = optimiser_parameters(model)
-    epochs = cfg.epochs if params else 0
+    cfg = job.cfg
     opt = torch.optim.Adam(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay) if params else None
     sched = torch.optim.lr_scheduler.StepLR(opt, cfg.lr_step_epochs, cfg.lr_gamma) if opt else None
-    start_epoch = 0
-    last = run.path / "last.pt"
-    if last.is_file():
-        state = torch.load(last, map_location="cpu", weights_only=False)
-        model.load_state_dict(state["model"])
-        if opt:
-            opt.load_state_dict(state["optimizer"])
-            sched.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"])
-        start_epoch = state["epoch"] + 1
-    train_model = model
-    if world > 1 and params:
+    return _Setup(model, params, opt, sched, names, classes, multilabel)
+
+
+def _train(job: _Job, progress: bool, stop_after_epoch: int | None) -> None:
+    run, cfg, method = job.run, job.cfg, job.method
+    device = _device(job)
+    if job.rank == 0:
+        run.start(job.run_config, inputs={"store": str(job.store_path), "store_manifest": job.store.manifest})
+    seed_everything(job.seed)
+    s = _build(job, device)
+    meth = s.model.method
+    epochs = cfg.epochs if s.params else 0
+    start_epoch, rows = 0, []
+    state = run.load_state(job.fingerprint)
+    if state is not None:
+        s.model.load_state_dict(state["model"])
+        if s.opt:
+            s.opt.load_state_dict(state["optimizer"])
+            s.sched.load_state_dict(state["scheduler"])
+        start_epoch, rows = state["epoch"] + 1, state["rows"]
+    train_model = s.model
+    if job.world > 1 and s.params:
         # methods that train a head on teacher features leave the student's parameters unused,
         # and staged-kd's cascade phases leave the later blocks and the classifier unused
-        train_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
-                                                          find_unused_parameters=not meth.trains_student or meth.partial_graph)
-
-    reader = StreamingReader(st, _fields(method, names), cfg.batch_size, split="train", shuffle=True, seed=seed,
-                             shuffle_buffer=cfg.shuffle_buffer, prefetch=cfg.prefetch, device=device,
-                             view="random", rank=rank, world_size=world, even_batches=world > 1, drop_last=True)
+        train_model = nn.parallel.DistributedDataParallel(
+            s.model, device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=not meth.trains_student or meth.partial_graph)
+    reader = StreamingReader(job.store, _fields(method, s.names), cfg.batch_size, split="train", shuffle=True,
+                             seed=job.seed, shuffle_buffer=cfg.shuffle_buffer, prefetch=cfg.prefetch, device=device,
+                             view="random", rank=job.rank, world_size=job.world, even_batches=job.world > 1,
+                             drop_last=True)
     amp = cfg.amp and device.type == "cuda"
-    size = MODEL_PRESETS[preset].input_size
+    size = MODEL_PRESETS[job.preset].input_size
     t0 = time.time()
     for epoch in range(start_epoch, epochs):
-        reader.set_epoch(epoch)
-        meth.set_epoch(epoch, epochs)   # a schedule that depends only on the epoch number survives resuming
-        train_model.train()
-        sums: dict[str, float] = {}
-        n_batches = 0
-        for batch in _bar(reader, progress and rank == 0, f"{method} epoch {epoch + 1}/{epochs}"):
-            tb = _batch_to_teachers(batch, names)
-            x = _student_input(batch, size)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                _, terms = train_model(x, tb)
-            loss = sum(terms.values())
-            if not torch.isfinite(loss):
-                raise DistillError(f"{method}: non-finite loss at epoch {epoch + 1} ({ {k: float(v) for k, v in terms.items()} })")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip:
-                nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            opt.step()
-            for k, v in terms.items():
-                sums[k] = sums.get(k, 0.0) + float(v.detach())
-            sums["loss"] = sums.get("loss", 0.0) + float(loss.detach())
-            for k, v in meth.stats().items():     # logged, not part of the loss
-                sums[k] = sums.get(k, 0.0) + float(v)
-            n_batches += 1
-        sched.step()
-        row = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], "batches": n_batches,
-               **{k: v / max(n_batches, 1) for k, v in sums.items()}}
-        if rank == 0:
-            row.update({f"test_{k}": v for k, v in _evaluate(model, st, method, names, classes, multilabel, cfg, device, size, amp).items()
+        row = _train_epoch(job, s, train_model, reader, epoch, epochs, device, size, amp, progress)
+        if job.rank == 0:
+            row.update({f"test_{k}": v for k, v in _evaluate(s, job, device, size, amp).items()
                         if k in ("value", "metric")})
-            run.append_log(row)
-            save_atomic({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                         "rng": torch.get_rng_state(), "epoch": epoch}, last)
+            rows.append(row)
+            run.save_state({"model": s.model.state_dict(), "optimizer": s.opt.state_dict(),
+                            "scheduler": s.sched.state_dict(), "epoch": epoch}, rows, job.fingerprint)
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < epochs:
-            return run
-    if rank == 0:
-        result = _evaluate(model, st, method, names, classes, multilabel, cfg, device, size, amp)
-        torch.save(student.state_dict(), run.path / "student.pt")
-        run.finish({"method": method, "label": METHODS[method].label, "preset": preset, "seed": seed,
+            return
+    if job.rank == 0:
+        result = _evaluate(s, job, device, size, amp)
+        torch.save(s.model.student.state_dict(), run.path / "student.pt")
+        run.finish({"method": method, "label": METHODS[method].label, "preset": job.preset, "seed": job.seed,
                     "metric": result["metric"], "value": result["value"], "test": result,
                     "epochs": epochs, "train_seconds_this_process": round(time.time() - t0, 2),
                     "student_sha256": sha256_file(run.path / "student.pt"),
-                    "artifacts": meth.artifacts(), "store": str(store_path)})
-    return run
+                    "artifacts": meth.artifacts(), "store": str(job.store_path)}, rows)
+
+
+def _train_epoch(job: _Job, s: _Setup, train_model: nn.Module, reader: StreamingReader, epoch: int, epochs: int,
+                 device: torch.device, size: int, amp: bool, progress: bool) -> dict:
+    """One pass over the store's training items; the epoch's row (mean of every term)."""
+    meth = s.model.method
+    reader.set_epoch(epoch)
+    meth.set_epoch(epoch, epochs)   # a schedule that depends only on the epoch number survives resuming
+    train_model.train()
+    sums: dict[str, float] = {}
+    n_batches = 0
+    for batch in _bar(reader, progress and job.rank == 0, f"{job.method} epoch {epoch + 1}/{epochs}"):
+        tb = _batch_to_teachers(batch, s.names)
+        x = _student_input(batch, size)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            _, terms = train_model(x, tb)
+        loss = sum(terms.values())
+        if not torch.isfinite(loss):
+            raise DistillError(f"{job.method}: non-finite loss at epoch {epoch + 1} "
+                               f"({ {k: float(v) for k, v in terms.items()} })")
+        s.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if job.cfg.grad_clip:
+            nn.utils.clip_grad_norm_(s.params, job.cfg.grad_clip)
+        s.opt.step()
+        for k, v in terms.items():
+            sums[k] = sums.get(k, 0.0) + float(v.detach())
+        sums["loss"] = sums.get("loss", 0.0) + float(loss.detach())
+        for k, v in meth.stats().items():     # logged, not part of the loss
+            sums[k] = sums.get(k, 0.0) + float(v)
+        n_batches += 1
+    s.sched.step()
+    return {"epoch": epoch + 1, "lr": s.opt.param_groups[0]["lr"], "batches": n_batches,
+            **{k: v / max(n_batches, 1) for k, v in sums.items()}}
 
 
 def run_settings(method: str, cfg: DistillConfig) -> dict:
@@ -309,11 +358,12 @@ def _resolve_config(preset: str, overrides: dict[str, Any] | None) -> DistillCon
 
 
 @torch.no_grad()
-def _evaluate(model: _Trainable, st: FeatureStore, method: str, names, classes, multilabel, cfg, device, size, amp) -> dict:
+def _evaluate(s: "_Setup", job: "_Job", device, size: int, amp: bool) -> dict:
     """Video-level metric on the store's test items, centre view (view 0), mean softmax."""
+    model, st, names, classes, multilabel = s.model, job.store, s.names, s.classes, s.multilabel
     model.eval()
-    reader = StreamingReader(st, _fields(method, names, "video"), 256, split="test", shuffle=False, view=0, device=device,
-                             prefetch=cfg.prefetch)
+    reader = StreamingReader(st, _fields(job.method, names, "video"), 256, split="test", shuffle=False, view=0,
+                             device=device, prefetch=job.cfg.prefetch)
     probs, videos, labels = [], [], []
     for batch in reader:
         tb = _batch_to_teachers(batch, names)

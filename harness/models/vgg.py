@@ -17,7 +17,7 @@ class VGGConfig:
 
     Block widths at width 1: 96 (conv1 is 11x11, padding 5), 128, 256, ``conv4_channels``,
     512 with 2, 2, 4, 4, 4 convs; ``width`` scales all of them. ``conv4_channels=256`` is
-    the paper's distillation layer (METHOD.md: conv4 has 256 channels); 512 gives
+    the paper's distillation layer (docs/METHOD.md: conv4 has 256 channels); 512 gives
     torchvision's block 4. ``conv1_kernel`` is 11 in the paper; small presets shrink it
     with the image. ``pool_size`` is the adaptive average pool before the classifier (7 in
     torchvision, 1 = global average pool for small inputs); ``hidden`` the fc6/fc7 units.

@@ -69,7 +69,7 @@ class PretextTask:
     #: what :meth:`metric` measures, and whether larger is better
     metric_name: ClassVar[str] = "accuracy"
     higher_is_better: ClassVar[bool] = True
-    #: one sentence on how :meth:`chance` is obtained (written to metrics.json and the docs)
+    #: one sentence on how :meth:`chance` is obtained (written to the run's final.json and the docs)
     chance_note: ClassVar[str] = ""
     #: a stronger reference than chance, where the task has a classic one (``baseline``)
     baseline_note: ClassVar[str] = ""

@@ -2,21 +2,24 @@
 
 ``pretrain(task, preset, seed, data_root, out_dir, overrides)`` decodes the unlabeled videos
 once into memory, holds a fixed share of them out for the pretext metric, trains backbone +
-task head with Adam on freshly sampled batches, and writes to ``out_dir``:
+task head with Adam on freshly sampled batches, and writes a run folder (the ``RunDir``
+contract; keyed by the config and the unlabeled list's fingerprint):
 
-- ``log.jsonl``: one line per epoch (mean loss, train pretext metric, time),
+- ``run.json``: config, code version, data fingerprint, machine;
+- ``metrics.jsonl``: one line per epoch (mean loss, train pretext metric, time);
+- ``state.pt``: the resume point (backbone, head, optimizer, RNG) while unfinished;
 - ``checkpoint.pt``: backbone state_dict, arch, model preset, task, config, seed, code
-  version, sha256 of the backbone weights (plus head/optimizer/RNG state to resume),
-- ``metrics.json``: held-out pretext metric before and after training, its chance level,
-  the loss curve, and the run record (config, code version, data fingerprint).
+  version, sha256 of the backbone weights (what fine-tuning loads);
+- ``final.json``: held-out pretext metric before and after training, its chance level and
+  the loss curve; its presence means "finished".
 
-A run whose ``checkpoint.pt`` says it is unfinished resumes from its last epoch; a finished
-one is returned as is.
+An unfinished run resumes from its last epoch; a finished one is returned as is.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import time
 from pathlib import Path
@@ -25,11 +28,13 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from harness.checkpoints import load_verified, save_atomic, weights_sha256, write_jsonl_atomic
+from harness.checkpoints import load_verified, save_atomic, weights_sha256
 from harness.config import resolve, to_dict
+from harness.data.index import open_index
 from harness.errors import HarnessError
 from harness.pretext.base import PretextTask, get_task
-from harness.provenance import code_version, fingerprint, run_record, write_json_atomic
+from harness.provenance import code_version, fingerprint
+from harness.runs import RunDir
 from harness.utils import pick_device, seed_everything, set_cpu_threads
 
 
@@ -95,7 +100,6 @@ def decode_unlabeled(root: Path, decode_size: int = 0, max_videos: int = 0,
     """Every unlabeled video of ``root`` decoded into memory; also their ids and the index fingerprint."""
     from tqdm import tqdm
 
-    from harness.data.index import open_index
     from harness.data.video import read_video
 
     index = open_index("synth", root, subset="unlabeled")
@@ -138,30 +142,37 @@ def evaluate(task: PretextTask, backbone, head, batches: list[dict], device) -> 
 def pretrain(task_name: str, preset: str = "tiny", seed: int = 0, data_root: str | os.PathLike | None = None,
              out_dir: str | os.PathLike | None = None, overrides: Mapping[str, Any] | None = None,
              progress: bool = True) -> Path:
-    """Pretrain the backbone of ``task_name`` on the unlabeled videos; return ``checkpoint.pt``'s path."""
-    from tqdm import tqdm
+    """Pretrain the backbone of ``task_name`` on the unlabeled videos; return ``checkpoint.pt``'s path.
 
-    from harness.models import build_model
-
+    The run is keyed by the config and the unlabeled list's fingerprint, so a run trained on
+    other videos is never returned for these."""
     set_cpu_threads()
     cls = get_task(task_name)
     cfg = task_config(task_name, preset, overrides)
-    cfg_dict = {"task_name": task_name, "preset": preset, "seed": int(seed), **to_dict(cfg)}
-    out = Path(out_dir) if out_dir is not None else default_out_dir(task_name, preset, seed, cfg_dict)
-    ckpt_path = out / "checkpoint.pt"
+    root = ensure_data(data_root, preset)
+    data_fp = open_index("synth", root, subset="unlabeled").fingerprint()
+    cfg_dict = {"task_name": task_name, "preset": preset, "seed": int(seed), **to_dict(cfg),
+                "data": {"unlabeled_index": data_fp}}
+    run = RunDir(Path(out_dir) if out_dir is not None else default_out_dir(task_name, preset, seed, cfg_dict))
+    fp = fingerprint(cfg_dict)
+    recorded = run.path / "run.json"
+    if recorded.is_file() and json.loads(recorded.read_text()).get("config_fingerprint") != fp:
+        raise PretrainError(f"{recorded}: belongs to a run with another config; choose another --out or delete "
+                            f"that folder")
+    if not run.is_finished():
+        with run.exclusive():
+            if not run.is_finished():   # finished by another process while this one waited
+                _pretrain_run(run, cls, task_name, preset, seed, cfg, cfg_dict, fp, root, progress)
+    return run.path / "checkpoint.pt"
 
-    state = None
-    if ckpt_path.is_file():
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        if state.get("config_fingerprint") != fingerprint(cfg_dict):
-            raise PretrainError(f"{ckpt_path}: belongs to a run with another config; choose another --out "
-                                f"or delete that folder")
-        if state.get("finished"):
-            return ckpt_path
+
+def _pretrain_run(run: RunDir, cls, task_name: str, preset: str, seed: int, cfg, cfg_dict: dict, fp: str,
+                  root: Path, progress: bool) -> None:
+    from harness.models import build_model
 
     t_run = time.perf_counter()
-    root = ensure_data(data_root, preset)
     videos, video_ids, data_fp = decode_unlabeled(root, cfg.decode_size, cfg.max_videos, progress)
+    run.start(cfg_dict, {"data_root": str(root), "unlabeled_index": data_fp})
     train_idx, eval_idx = split_videos(len(videos), cfg.eval_fraction, cfg.split_seed)
     train_videos = [videos[i] for i in train_idx]
     eval_videos = [videos[i] for i in eval_idx]
@@ -182,21 +193,46 @@ def pretrain(task_name: str, preset: str = "tiny", seed: int = 0, data_root: str
     eval_rng = np.random.default_rng([cfg.split_seed, 11])
     eval_batches = [task.sample(eval_videos, cfg.batch_size, eval_rng) for _ in range(cfg.eval_batches)]
 
+    state = run.load_state(fp)   # restores the torch RNG it saved
     if state is None:
         start_epoch, log, initial = 0, [], evaluate(task, backbone, head, eval_batches, device)
     else:
         backbone.load_state_dict(state["backbone"])
         head.load_state_dict(state["head"])
         opt.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["torch_rng"])
-        start_epoch, log, initial = state["epoch"], state["log"], state["initial_eval"]
+        start_epoch, log, initial = state["epoch"], state["rows"], state["initial_eval"]
     resumed_loop_s = log[-1]["elapsed_s"] if log else 0.0  # the loop time of earlier processes
+    log = _pretrain_epochs(run, task, backbone, head, opt, train_videos, cfg, seed, fp, start_epoch, log, initial,
+                           time.perf_counter() - resumed_loop_s, task_name, progress)
 
-    out.mkdir(parents=True, exist_ok=True)
-    t_start = time.perf_counter() - resumed_loop_s
-    total_iters = cfg.epochs * cfg.iters_per_epoch
-    bar = tqdm(total=total_iters, initial=start_epoch * cfg.iters_per_epoch, desc=f"pretrain {task_name}",
-               unit="it", disable=not progress, leave=False)
+    final = evaluate(task, backbone, head, eval_batches, device)
+    ckpt = _checkpoint(backbone, cls, task_name, preset, model_preset, cfg_dict, seed, cfg.epochs)
+    save_atomic(ckpt, run.path / "checkpoint.pt")
+    run.finish({
+        "task": task_name, "arch": cls.arch, "preset": preset, "seed": int(seed),
+        "metric_name": cls.metric_name, "higher_is_better": cls.higher_is_better,
+        "metric": final["metric"], "chance": final["chance"], "chance_note": cls.chance_note,
+        "baseline": final["baseline"], "baseline_note": cls.baseline_note,
+        "metric_at_init": initial["metric"], "eval_loss": final["loss"], "eval_loss_at_init": initial["loss"],
+        "eval_items": final["stats"].get("n"), "eval_videos": len(eval_videos), "train_videos": len(train_videos),
+        "loss_curve": [line["loss"] for line in log], "train_metric_curve": [line["train_metric"] for line in log],
+        "train_seconds": log[-1]["elapsed_s"] if log else 0.0,
+        # this process from decoding to here, plus the training loop of earlier processes when
+        # resumed (their decoding is not counted)
+        "run_seconds": round(time.perf_counter() - t_run + resumed_loop_s, 2),
+        "weights_sha256": ckpt["weights_sha256"], "code_version": code_version(),
+    }, log)
+
+
+def _pretrain_epochs(run: RunDir, task, backbone, head, opt, train_videos, cfg, seed: int, fp: str,
+                     start_epoch: int, log: list[dict], initial: dict, t_start: float, task_name: str,
+                     progress: bool) -> list[dict]:
+    """The training loop from ``start_epoch``; the resume state is saved after every epoch."""
+    from tqdm import tqdm
+
+    device = next(backbone.parameters()).device
+    bar = tqdm(total=cfg.epochs * cfg.iters_per_epoch, initial=start_epoch * cfg.iters_per_epoch,
+               desc=f"pretrain {task_name}", unit="it", disable=not progress, leave=False)
     backbone.train()
     head.train()
     for epoch in range(start_epoch, cfg.epochs):
@@ -214,49 +250,23 @@ def pretrain(task_name: str, preset: str = "tiny", seed: int = 0, data_root: str
                 total[k] = total.get(k, 0.0) + v
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
-        log.append({"epoch": epoch + 1, "iteration": (epoch + 1) * cfg.iters_per_epoch,
-                    "loss": float(np.mean(losses)), "train_metric": task.metric(total),
-                    "train_chance": task.chance(total), "elapsed_s": round(time.perf_counter() - t_start, 2)})
-        save_atomic(_checkpoint(backbone, head, opt, cls, task_name, preset, model_preset, cfg_dict, seed,
-                                 epoch + 1, log, initial, finished=False), ckpt_path)
-        write_jsonl_atomic(out / "log.jsonl", log)
+        log = [*log, {"epoch": epoch + 1, "iteration": (epoch + 1) * cfg.iters_per_epoch,
+                      "loss": float(np.mean(losses)), "train_metric": task.metric(total),
+                      "train_chance": task.chance(total), "elapsed_s": round(time.perf_counter() - t_start, 2)}]
+        run.save_state({"backbone": backbone.state_dict(), "head": head.state_dict(), "optimizer": opt.state_dict(),
+                        "epoch": epoch + 1, "initial_eval": initial}, log, fp)
     bar.close()
-
-    final = evaluate(task, backbone, head, eval_batches, device)
-    ckpt = _checkpoint(backbone, head, opt, cls, task_name, preset, model_preset, cfg_dict, seed, cfg.epochs, log,
-                       initial, finished=True)
-    save_atomic(ckpt, ckpt_path)
-    write_jsonl_atomic(out / "log.jsonl", log)
-    metrics = {
-        "task": task_name, "arch": cls.arch, "preset": preset, "seed": int(seed),
-        "metric_name": cls.metric_name, "higher_is_better": cls.higher_is_better,
-        "metric": final["metric"], "chance": final["chance"], "chance_note": cls.chance_note,
-        "baseline": final["baseline"], "baseline_note": cls.baseline_note,
-        "metric_at_init": initial["metric"], "eval_loss": final["loss"], "eval_loss_at_init": initial["loss"],
-        "eval_items": final["stats"].get("n"), "eval_videos": len(eval_videos), "train_videos": len(train_videos),
-        "loss_curve": [line["loss"] for line in log], "train_metric_curve": [line["train_metric"] for line in log],
-        "train_seconds": log[-1]["elapsed_s"] if log else 0.0,
-        # this process from decoding to here, plus the training loop of earlier processes when
-        # resumed (their decoding is not counted)
-        "run_seconds": round(time.perf_counter() - t_run + resumed_loop_s, 2),
-        "weights_sha256": ckpt["weights_sha256"],
-        "run": run_record(cfg_dict, {"data_root": str(root), "unlabeled_index": data_fp}),
-    }
-    write_json_atomic(out / "metrics.json", metrics)
-    return ckpt_path
+    return log
 
 
-def _checkpoint(backbone, head, opt, cls, task_name, preset, model_preset, cfg_dict, seed, epoch, log, initial,
-                finished: bool) -> dict:
+def _checkpoint(backbone, cls, task_name, preset, model_preset, cfg_dict, seed, epoch) -> dict:
+    """The pretrained backbone as fine-tuning loads it (``load_backbone``)."""
     sd = {k: v.detach().cpu() for k, v in backbone.state_dict().items()}
     return {
         "backbone": sd, "arch": cls.arch, "preset": preset, "model_preset": model_preset, "task": task_name,
         "config": cfg_dict, "config_fingerprint": fingerprint(cfg_dict), "seed": int(seed),
         "code_version": code_version(), "weights_sha256": weights_sha256(sd),
-        "embedding_dim": backbone.embedding_dim,
-        "head": {k: v.detach().cpu() for k, v in head.state_dict().items()}, "optimizer": opt.state_dict(),
-        "torch_rng": torch.get_rng_state(), "epoch": epoch, "log": log, "initial_eval": initial,
-        "finished": finished,
+        "embedding_dim": backbone.embedding_dim, "epoch": epoch, "finished": True,
     }
 
 

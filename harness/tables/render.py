@@ -24,15 +24,10 @@ def run_machines(run_paths) -> list[str]:
     before the harness recorded them count as "not recorded"."""
     seen = []
     for path in run_paths:
-        env = {}
-        # run.json (fine-tuning, distillation) or the "run" record of pretraining's metrics.json
-        for name, key in (("run.json", None), ("metrics.json", "run")):
-            try:
-                record = json.loads((Path(path) / name).read_text())
-            except (OSError, ValueError):
-                continue
-            env = (record.get(key, {}) if key else record).get("environment", {})
-            break
+        try:
+            env = json.loads((Path(path) / "run.json").read_text()).get("environment", {})
+        except (OSError, ValueError):
+            env = {}
         numerics = env.get("numerics")
         label = numerics.get("summary") or machine_summary(numerics) if numerics else "not recorded"
         if label not in seen:
@@ -62,7 +57,7 @@ class MeasuredRow:
     runs: list[str] = field(default_factory=list)
     note: str = ""
     # Table 1's single-task rows: the held-out pretext metric of the pretraining run behind the
-    # row, {"name", "value", "chance", "at_init", "higher_is_better"} (its metrics.json); for
+    # row, {"name", "value", "chance", "at_init", "higher_is_better"} (its final.json); for
     # AlexNet_pre the held-out accuracy of its supervised stage (at_init None)
     pretext: dict | None = None
 

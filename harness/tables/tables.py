@@ -77,9 +77,9 @@ def table2_dir(preset: str, methods: list[str]) -> Path:
 
 def pretext_metrics(finetune_final: dict) -> dict | None:
     """The held-out pretext metric of the pretraining run a fine-tuning run started from (the
-    ``metrics.json`` beside the checkpoint named in its ``init_summary``), or None."""
+    ``final.json`` beside the checkpoint named in its ``init_summary``), or None."""
     source = (finetune_final.get("init_summary") or {}).get("source")
-    path = Path(source).parent / "metrics.json" if source else None
+    path = Path(source).parent / "final.json" if source and finetune_final.get("init") == "pretext" else None
     if path is None or not path.is_file():
         return None
     m = json.loads(path.read_text())

@@ -34,7 +34,7 @@ def render_teachers(made: dict, preset: str, seed: int = 0, command: str = "", o
         final = run.final()
         pre = pretext_metrics(final)
         pre_run = Path(pre["run"])
-        metrics = json.loads((pre_run / "metrics.json").read_text())
+        metrics = json.loads((pre_run / "final.json").read_text())
         # run_seconds: decoding, evaluations and the loop; runs made before it was recorded
         # have only the loop's train_seconds
         pretrain_s = metrics.get("run_seconds", metrics["train_seconds"])
@@ -42,7 +42,7 @@ def render_teachers(made: dict, preset: str, seed: int = 0, command: str = "", o
         rows.append({
             "task": task, "arch": final["arch"], "pretext": pre, "metric": final["metric"], "value": final["value"],
             "chance": final["chance"], "pretrain_seconds": pretrain_s, "finetune_seconds": round(finetune_s, 2),
-            "pretrained_now": _made_since(pre_run / "metrics.json", made["started"]),
+            "pretrained_now": _made_since(pre_run / "final.json", made["started"]),
             "finetuned_now": _made_since(run.final_path, made["started"]),
             "wall_seconds": round(made["wall_seconds"][task], 2), "runs": [str(run.path), str(pre_run)],
         })
