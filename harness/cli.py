@@ -33,7 +33,11 @@ preset_option = click.option(
     "--preset", type=click.Choice(PRESETS), default=DEFAULT_PRESET, show_default=True,
     help="smoke: seconds, for tests; tiny: embedded synthetic benchmark on a laptop CPU; "
          "paper: UCF101/HMDB51/CCV shapes, GPU.")
-seed_option = click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+seed_option = click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Random seed.")
+seeds_option = click.option(
+    "--seeds", type=click.IntRange(min=1), default=None,
+    help="Seeds per trained cell, --seed, --seed+1, ... (default: smoke 1, tiny 3, paper 1). A seed varies "
+         "fine-tuning and distillation; the teachers, their pretraining and the store use --seed.")
 set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
                           help="Override one config field (repeatable), e.g. --set epochs=3.")
 
@@ -204,16 +208,21 @@ def config():
 
 @config.command("show")
 @preset_option
-@click.option("--method", default=None, help="Only the method settings this method reads (its fingerprint).")
+@click.option("--stage", type=RegistryChoice("harness.settings_doc", "STAGES"), default="distill", show_default=True,
+              help="Which stage's settings: distillation, fine-tuning (with --arch), pretraining (with --task), "
+                   "the teacher cache, the synthetic set or the backbones' shapes.")
+@click.option("--method", default=None, help="distill: only the method settings this method reads (its fingerprint).")
+@click.option("--arch", default=None, help="finetune: the backbone (alexnet, vgg19_teacher, prednet).")
+@click.option("--task", default=None, help="pretrain: the pretext task (e.g. sort).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable rows instead of a table.")
 @set_option
-def config_show(preset, method, as_json, overrides):
-    """The resolved distillation config: every key with its value, the preset's and the class
-    default, and a one-line doc. Accepts the same --set overrides as `harness distill`."""
+def config_show(preset, stage, method, arch, task, as_json, overrides):
+    """The resolved config of one stage: every key with its value, the preset's and the class
+    default, and a one-line doc. Accepts the same --set overrides as that stage's command."""
     from harness.config import parse_overrides
-    from harness.distill.settings_doc import describe, render
+    from harness.settings_doc import describe, render
 
-    click.echo(render(describe(preset, method, parse_overrides(overrides)), as_json))
+    click.echo(render(describe(preset, method, parse_overrides(overrides), stage, arch, task), as_json))
 
 
 @main.command("cache-teachers")
@@ -275,8 +284,10 @@ def cache_teachers(preset, seed, fmt, store, views, teachers, data_root, info_pa
               help="Feature store (default: cache/<preset>.zarr, built first if missing).")
 @click.option("--data-root", type=click.Path(file_okay=False), default=None,
               help="Dataset root used when the store has to be built.")
+@click.option("--teacher-seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed of the teachers whose store is built when --store is not a complete store.")
 @set_option
-def distill(method, preset, seed, store, data_root, overrides):
+def distill(method, preset, seed, store, data_root, teacher_seed, overrides):
     """Train the student from the feature store with one distillation method.
 
     Writes runs/distill/<preset>/<method>-<config fingerprint>/ (run.json, metrics.jsonl,
@@ -285,7 +296,8 @@ def distill(method, preset, seed, store, data_root, overrides):
     from harness import pipeline
     from harness.config import parse_overrides
 
-    run = pipeline.run_method(method, preset, seed, parse_overrides(overrides), store=store, data_root=data_root)
+    run = pipeline.run_method(method, preset, seed, parse_overrides(overrides), store=store, data_root=data_root,
+                              teacher_seed=teacher_seed)
     final = run.final()
     click.echo(f"{method}: video-level {final['metric']} {100 * final['value']:.2f}% ({run.path})")
 
@@ -297,12 +309,14 @@ def distill(method, preset, seed, store, data_root, overrides):
 @seed_option
 @click.option("--store", type=click.Path(), default=None, help="Feature store (default: cache/<preset>.zarr).")
 @click.option("--data-root", type=click.Path(file_okay=False), default=None)
-def ablation(method, preset, seed, store, data_root):
+@seeds_option
+def ablation(method, preset, seed, store, data_root, seeds):
     """Run (or reuse) one Table 2 row and print it beside the paper's numbers."""
     from harness import pipeline
     from harness.tables.tables import render_table2, table2_dir
 
-    runs = pipeline.table2_runs([method], preset, seed, store=store, data_root=data_root)
+    runs = pipeline.table2_runs([method], preset, pipeline.seed_list(preset, seed, seeds), store=store,
+                                data_root=data_root)
     click.echo(render_table2(runs, command_line(), table2_dir(preset, [method])))
 
 
@@ -313,7 +327,8 @@ def ablation(method, preset, seed, store, data_root):
               help="Dataset root (default for smoke/tiny: data/synth-<preset>, generated if missing).")
 @click.option("--store", type=click.Path(), default=None,
               help="Feature store of the G_l+G_r row (default: cache/<preset>.zarr, built first if missing).")
-def table1(preset, seed, data_root, store):
+@seeds_option
+def table1(preset, seed, data_root, store, seeds):
     """Regenerate Table 1 (single self-supervised tasks vs G_l+G_r) beside the paper's numbers.
 
     The main job. Runs every missing step (data, 7 pretext tasks, fine-tuning, the teacher
@@ -323,7 +338,7 @@ def table1(preset, seed, data_root, store):
     from harness import pipeline
     from harness.tables.tables import GENERATED, render_table1
 
-    runs = pipeline.table1_runs(preset, seed, data_root, store=store)
+    runs = pipeline.table1_runs(preset, pipeline.seed_list(preset, seed, seeds), data_root, store=store)
     click.echo(render_table1(runs, command_line(), GENERATED / preset))
 
 
@@ -332,7 +347,8 @@ def table1(preset, seed, data_root, store):
 @seed_option
 @click.option("--store", type=click.Path(), default=None, help="Feature store (default: cache/<preset>.zarr).")
 @click.option("--data-root", type=click.Path(file_okay=False), default=None)
-def table2(preset, seed, store, data_root):
+@seeds_option
+def table2(preset, seed, store, data_root, seeds):
     """Regenerate Table 2 (every distillation baseline) beside the paper's numbers.
 
     Runs what is missing (teachers, store, each method), reuses finished runs, and writes
@@ -343,7 +359,8 @@ def table2(preset, seed, store, data_root):
     from harness.tables.tables import render_table2, table2_dir
 
     methods = [m for m, spec in METHODS.items() if spec.table2]
-    runs = pipeline.table2_runs(methods, preset, seed, store=store, data_root=data_root)
+    runs = pipeline.table2_runs(methods, preset, pipeline.seed_list(preset, seed, seeds), store=store,
+                                data_root=data_root)
     click.echo(render_table2(runs, command_line(), table2_dir(preset, methods)))
 
 

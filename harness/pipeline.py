@@ -62,14 +62,15 @@ def student_store(preset: str, seed: int = 0, store: str | os.PathLike | None = 
 
 def run_method(method: str, preset: str, seed: int = 0, overrides: dict | None = None,
                store: str | os.PathLike | None = None, data_root: str | os.PathLike | None = None,
-               progress: bool = True):
-    """One Table 2 row: the store (``student_store``) then the distillation run (reused if finished)."""
+               progress: bool = True, teacher_seed: int = 0):
+    """One Table 2 row: the store (``student_store`` of the teachers of ``teacher_seed``) then
+    the distillation run of ``seed`` (reused if finished)."""
     from harness.distill.methods import METHODS, MethodError
     from harness.distill.runner import distill
 
     if method not in METHODS:  # before any expensive step
         raise MethodError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    path = student_store(preset, seed, store=store, data_root=data_root, progress=progress)
+    path = student_store(preset, teacher_seed, store=store, data_root=data_root, progress=progress)
     return distill(method, preset, seed, path, overrides=overrides, progress=progress)
 
 
@@ -93,33 +94,53 @@ TABLE1_PLAN = (
 )
 
 
-def table1_runs(preset: str, seed: int = 0, data_root: str | os.PathLike | None = None,
+# Seeds a table is averaged over when --seeds is not given. A seed varies the stages after the
+# teachers: fine-tuning (Table 1's rows, from pretraining of the base seed) and distillation
+# (from the store of the base seed's teachers); the teachers and the store stay fixed.
+DEFAULT_SEEDS = {"smoke": 1, "tiny": 3, "paper": 1}
+
+
+def seed_list(preset: str, seed: int = 0, seeds: int | None = None) -> list[int]:
+    """``seeds`` consecutive seeds from ``seed`` (the preset's default count when None)."""
+    n = DEFAULT_SEEDS.get(preset, 1) if seeds is None else int(seeds)
+    if n < 1:
+        raise HarnessError(f"--seeds must be >= 1, got {n}")
+    return list(range(int(seed), int(seed) + n))
+
+
+def table1_runs(preset: str, seeds: list[int], data_root: str | os.PathLike | None = None,
                 store: str | os.PathLike | None = None, progress: bool = True) -> dict:
-    """``{row key: finished RunDir}`` for every Table 1 row, each run or reused."""
+    """``{row key: [finished RunDir per seed]}`` for every Table 1 row, each run or reused. The
+    pretraining (and AlexNet_pre's supervised stage) and the store use ``seeds[0]``."""
     from harness.finetune import finetune, finetune_pretext
 
     root = ensure_data(preset, data_root)
+    base = seeds[0]
     runs = {}
     for key, (kind, *what) in TABLE1_PLAN:
         if kind == "finetune":
-            runs[key] = finetune(what[0], what[1], preset, seed, data_root=root, progress=progress)
+            runs[key] = [finetune(what[0], what[1], preset, s, data_root=root, progress=progress, pretrain_seed=base)
+                         for s in seeds]
         elif kind == "pretext":
-            runs[key] = finetune_pretext(what[0], preset, seed, data_root=root, progress=progress)
+            runs[key] = [finetune_pretext(what[0], preset, s, data_root=root, progress=progress, pretrain_seed=base)
+                         for s in seeds]
         else:
-            runs[key] = run_method(what[0], preset, seed, store=store, data_root=root, progress=progress)
+            path = student_store(preset, base, store=store, data_root=root, progress=progress)
+            runs[key] = [run_method(what[0], preset, s, store=path, progress=progress) for s in seeds]
     return runs
 
 
-def table2_runs(methods: list[str], preset: str, seed: int = 0, store: str | os.PathLike | None = None,
+def table2_runs(methods: list[str], preset: str, seeds: list[int], store: str | os.PathLike | None = None,
                 data_root: str | os.PathLike | None = None, progress: bool = True) -> dict:
-    """``{method: finished RunDir}``, each run or reused (one store for all)."""
+    """``{method: [finished RunDir per seed]}``, each run or reused, all from one store (the
+    teachers of ``seeds[0]``)."""
     from harness.distill.methods import METHODS, MethodError
 
     unknown = [m for m in methods if m not in METHODS]
     if unknown:  # before any expensive step
         raise MethodError(f"unknown method {unknown[0]!r}; choose one of {', '.join(METHODS)}")
-    path = student_store(preset, seed, store=store, data_root=data_root, progress=progress)
-    return {m: run_method(m, preset, seed, store=path, progress=progress) for m in methods}
+    path = student_store(preset, seeds[0], store=store, data_root=data_root, progress=progress)
+    return {m: [run_method(m, preset, s, store=path, progress=progress) for s in seeds] for m in methods}
 
 
 def teacher_runs(preset: str, seed: int = 0, data_root: str | os.PathLike | None = None,

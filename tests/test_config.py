@@ -39,3 +39,36 @@ def test_unknown_key_and_preset_are_one_line_errors():
 def test_fingerprint_ignores_key_order():
     assert fingerprint({"a": 1, "b": [1, 2]}) == fingerprint({"b": [1, 2], "a": 1})
     assert fingerprint({"a": 1}) != fingerprint({"a": 2})
+
+
+def test_config_show_covers_every_stage_and_documents_every_field():
+    """Every field of every stage's config, on every preset, is shown with a one-line doc;
+    nested knobs are spelled as --set spells them; a missing --arch/--task is one line."""
+    import dataclasses
+
+    from click.testing import CliRunner
+
+    from harness.cli import main
+    from harness.models import MODEL_REGISTRY
+    from harness.pretext import PRETEXT_TASKS
+    from harness.pretext.train import task_config
+    from harness.settings_doc import describe
+
+    rows = []
+    for preset in ("smoke", "tiny", "paper"):
+        rows += describe(preset, None, {})
+        rows += [r for a in MODEL_REGISTRY for r in describe(preset, None, {}, "finetune", arch=a)]
+        rows += [r for t in PRETEXT_TASKS for r in describe(preset, None, {}, "pretrain", task=t)]
+        for stage in ("cache", "models") + (("synth",) if preset != "paper" else ()):
+            rows += describe(preset, None, {}, stage)
+    undocumented = sorted({(r["section"], r["key"]) for r in rows if not r["doc"]})
+    assert undocumented == []
+    sort = {r["key"]: r for r in describe("tiny", None, {"task.window": "12"}, "pretrain", task="sort")}
+    knobs = {f"task.{f.name}" for f in dataclasses.fields(task_config("sort", "tiny").task)}
+    assert knobs <= set(sort) and sort["task.window"]["value"] == 12 and sort["task.window"]["preset_default"] == 16
+    out = CliRunner().invoke(main, ["config", "show", "--stage", "finetune", "--arch", "prednet", "--set", "lr=0.5"])
+    assert out.exit_code == 0 and "| finetune | `lr` | 0.5 (set) |" in out.output
+    out = CliRunner().invoke(main, ["config", "show", "--stage", "pretrain"])
+    assert out.exit_code == 2 and "pass --task" in out.output
+    out = CliRunner().invoke(main, ["config", "show", "--stage", "synth", "--preset", "paper"])
+    assert out.exit_code == 2 and "has no synthetic set" in out.output

@@ -10,6 +10,8 @@ import os
 import numpy as np
 import pytest
 import torch
+
+from harness.finetune.data import _frame_dataset
 from torch import nn
 
 import harness.finetune as ft
@@ -93,7 +95,7 @@ def test_random_init_end_to_end(root, runs):
     model, _ = ft.load_finetuned(run.path / "checkpoint.pt")
     want, acc = _naive_video_scores(model, root, cfg.test_frames, 1, 32)
     assert final["value"] == pytest.approx(acc)
-    test_ds = ft._frame_dataset(_test_index(root), cfg, False, 32, 1, seed=0)
+    test_ds = _frame_dataset(_test_index(root), cfg, False, 32, 1, seed=0)
     # videos differ by ~1e-4 at this stage of training: the tolerance must be far below that
     assert want.std(0).min() > 2e-5
     assert np.allclose(ft.predict_videos(model, test_ds, 7, "cpu"), want, rtol=0, atol=1e-6)
@@ -106,7 +108,7 @@ def test_finished_run_is_reused(root, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("a finished run was trained again")
 
-    monkeypatch.setattr(ft, "_train", boom)
+    monkeypatch.setattr("harness.finetune.loop._train", boom)
     again = ft.finetune("alexnet", "random", "smoke", seed=1, data_root=root, progress=False)
     assert again.path == first.path
     assert {p: p.stat().st_mtime_ns for p in again.path.iterdir()} == stamp
@@ -177,13 +179,15 @@ def test_pretext_init_loads_backbone(root, tmp_path, monkeypatch):
     path = tmp_path / "pretext.pt"
     sd = _fake_pretext_checkpoint(path, "vgg19_teacher", "smoke")
     seen = {}
-    real_train = ft._train
+    from harness.finetune import loop
+
+    real_train = loop._train
 
     def spy(run, model, *a, **k):
         seen["start"] = {k2: v.detach().clone() for k2, v in model.state_dict().items()}
         return real_train(run, model, *a, **k)
 
-    monkeypatch.setattr(ft, "_train", spy)
+    monkeypatch.setattr(loop, "_train", spy)
     run = ft.finetune("vgg19_teacher", "pretext", "smoke", seed=0, data_root=root, checkpoint=path, progress=False)
     start = seen["start"]
     convs = [k for k in sd if k.startswith("features.") and k.endswith("weight")]
@@ -204,13 +208,15 @@ def test_pretext_init_loads_backbone(root, tmp_path, monkeypatch):
 
 def test_prednet_trains_on_clips(root, monkeypatch):
     seen = {}
-    real_train = ft._train
+    from harness.finetune import loop
+
+    real_train = loop._train
 
     def spy(run, model, train_ds, test_ds, *a, **k):
         seen["clip"] = (train_ds.clip_length, test_ds.clip_length, tuple(train_ds[0]["frames"].shape))
         return real_train(run, model, train_ds, test_ds, *a, **k)
 
-    monkeypatch.setattr(ft, "_train", spy)
+    monkeypatch.setattr(loop, "_train", spy)
     run = ft.finetune("prednet", "random", "smoke", seed=0, data_root=root, progress=False)
     assert seen["clip"] == (4, 4, (4, 3, 32, 32))               # smoke PredNet clip_length = 4
     final = run.final()
@@ -220,7 +226,7 @@ def test_prednet_trains_on_clips(root, monkeypatch):
     cfg = ft.finetune_config("prednet", "smoke")
     want, acc = _naive_video_scores(model, root, cfg.test_frames, 4, 32)
     assert final["value"] == pytest.approx(acc)
-    test_ds = ft._frame_dataset(_test_index(root), cfg, False, 32, 4, seed=0)
+    test_ds = _frame_dataset(_test_index(root), cfg, False, 32, 4, seed=0)
     assert want.std(0).min() > 2e-5
     assert np.allclose(ft.predict_videos(model, test_ds, 5, "cpu"), want, rtol=0, atol=1e-6)
 
@@ -320,8 +326,10 @@ def test_training_step_is_one_step_at_the_presets_shapes_and_leaves_the_rng_alon
     preset's optimizer on a batch of the preset's shape, the model is seeded, and the caller's
     torch RNG stream is untouched."""
     built = []
-    original = ft._optimizer
-    monkeypatch.setattr(ft, "_optimizer", lambda model, cfg: built.append(model) or original(model, cfg))
+    from harness.finetune import loop
+
+    original = loop._optimizer
+    monkeypatch.setattr(loop, "_optimizer", lambda model, cfg: built.append(model) or original(model, cfg))
     torch.manual_seed(123)
     before = torch.get_rng_state()
     step = ft.training_step(arch, "tiny")

@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from harness.tables.render import MeasuredRow, paper_numbers, render
 
 
@@ -179,3 +181,28 @@ def test_ablation_names_its_whole_command_and_the_data_its_runs_read(smoke_store
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
                 [node.module, *(f"{node.module}.{a.name}" for a in node.names)] if isinstance(node, ast.ImportFrom) else []
             assert not training & set(names), f"{source.name} imports {training & set(names)}"
+
+
+def _fake_run(folder, seed, value, dataset="synth", preset="tiny"):
+    from harness.runs import RunDir
+
+    folder.mkdir(parents=True)
+    (folder / "final.json").write_text(json.dumps({"seed": seed, "value": value, "metric": "accuracy"}))
+    (folder / "run.json").write_text(json.dumps({"config": {"dataset": dataset, "split": 1, "preset": preset}}))
+    return RunDir(folder)
+
+
+def test_seeds_render_as_mean_and_sample_std_with_every_run_listed(tmp_path):
+    from harness.tables.tables import render_table2
+
+    runs = {"kd": [_fake_run(tmp_path / f"kd{s}", s, v) for s, v in ((0, 0.40), (1, 0.50), (2, 0.60))],
+            "gl+gr": [_fake_run(tmp_path / "g0", 0, 0.45)]}
+    md = render_table2(runs, "harness table2 --preset tiny --seed 0 --seeds 3", tmp_path / "out")
+    assert "| KD (uniform) | 50.0 ± 10.0 | 60.1 |" in md        # sample std (ddof 1) of 40, 50, 60
+    assert "| G_l+G_r | 45.0 | 68.9 |" in md                     # one seed: no spread shown
+    assert "mean ± standard deviation over seeds 0, 1, 2" in md and "on synth-tiny, split 1" in md
+    data = json.loads((tmp_path / "out" / "table2.json").read_text())
+    kd = data["rows"][0]
+    assert kd["ours"] == pytest.approx(50.0) and kd["ours_std"] == pytest.approx(10.0) and kd["seeds"] == [0, 1, 2]
+    assert kd["per_seed"] == {"0": 40.0, "1": 50.0, "2": 60.0} and len(kd["runs"]) == 3
+    assert data["rows"][1]["ours_std"] is None and data["seeds"] == [0, 1, 2]

@@ -45,17 +45,17 @@ class CacheError(HarnessError):
 @dataclass(frozen=True)
 class CacheConfig:
     frame_size: tuple                 # (H, W) frames are decoded and stored at
-    frames_per_video_train: int
-    frames_per_video_test: int
+    frames_per_video_train: int       # evenly spaced frames stored per train video
+    frames_per_video_test: int        # evenly spaced frames stored per test video
     views: int                        # K views per item
     view_scale: tuple = (0.5, 1.0)    # random resized crop area range (train views)
     center_scale: float = 0.875       # test view 0: centre crop of this side fraction
-    view_seed: int = 0
+    view_seed: int = 0                # seeds the video order and every item's views
     chunk_items: int = 0              # 0 = sized to ~32 MB of raw data per chunk
     batch_size: int = 64              # teacher inference batch
-    conv4_dtype: str = "float16"
-    dataset: str = "synth"
-    split: int = 1
+    conv4_dtype: str = "float16"      # numpy dtype the pooled teacher conv4 maps are stored in
+    dataset: str = "synth"            # dataset cached: "ucf101" | "hmdb51" | "ccv" | "synth"
+    split: int = 1                    # official train/test split (1..3; CCV has one)
 
 
 CACHE_PRESETS = {

@@ -14,6 +14,7 @@ scored by :func:`evaluate` (accuracy, or mAP for multi-label sets such as CCV).
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import MutableMapping, Sequence
 
 import numpy as np
@@ -247,6 +248,33 @@ def video_level_predict(probs: np.ndarray | torch.Tensor, video_ids: Sequence[in
     counts = np.bincount(ids, minlength=nv).astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         return sums / counts[:, None]
+
+
+PREDICTIONS = "predictions.npz"
+
+
+def save_predictions(folder, scores, targets, video_ids) -> None:
+    """Write a run's video-level test scores as ``<folder>/predictions.npz``: ``scores``
+    (V, C) float32, ``targets`` (V,) class or (V, C) multi-hot, ``video_ids`` (V,) positions in
+    the test split's index (the same for every run on that split, so two runs pair video by
+    video). What the paired intervals of the tables resample."""
+    import io
+
+    from harness.atomic import write_bytes_atomic
+
+    buf = io.BytesIO()
+    np.savez_compressed(buf, scores=np.asarray(scores, dtype=np.float32), targets=np.asarray(targets),
+                        video_ids=np.asarray(video_ids, dtype=np.int64))
+    write_bytes_atomic(Path(folder) / PREDICTIONS, buf.getvalue(), durable=False)
+
+
+def load_predictions(folder) -> dict[str, np.ndarray] | None:
+    """The arrays :func:`save_predictions` wrote, or None when the run has none."""
+    path = Path(folder) / PREDICTIONS
+    if not path.is_file():
+        return None
+    with np.load(path) as z:
+        return {k: z[k] for k in ("scores", "targets", "video_ids")}
 
 
 def evaluate(scores: np.ndarray | torch.Tensor, index: VideoIndex) -> dict:

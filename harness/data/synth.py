@@ -92,25 +92,25 @@ class SynthError(HarnessError):
 class SynthConfig:
     """Sizes and difficulty knobs of the generated benchmark."""
 
-    num_classes: int = 10
-    num_groups: int = 25
-    clips_per_group: int = 2
-    height: int = 64
-    width: int = 64
-    num_frames: int = 32
-    fps: int = 25
-    num_unlabeled: int = 300
-    disjoint_classes: int = 5
-    disjoint_per_class: int = 40
-    max_distractors: int = 3
-    occluder_prob: float = 0.6
+    num_classes: int = 10  # benchmark classes, the first of CLASS_TABLE (1..14)
+    num_groups: int = 25  # scene groups (gXX) per class; splits test 7 groups each
+    clips_per_group: int = 2  # labeled videos (cYY) per class and group
+    height: int = 64  # frame height in pixels (even, >= 16)
+    width: int = 64  # frame width in pixels (even, >= 16)
+    num_frames: int = 32  # frames per video
+    fps: int = 25  # frame rate written into the video files
+    num_unlabeled: int = 300  # videos in the unlabeled (pretraining) set
+    disjoint_classes: int = 5  # classes of the disjoint (ImageNet stand-in) set (0..5)
+    disjoint_per_class: int = 40  # disjoint-set videos per class
+    max_distractors: int = 3  # per video, 0..max_distractors drifting clutter shapes
+    occluder_prob: float = 0.6  # probability a video has the occluding pole
     max_pan: float = 0.2  # total camera travel over a clip, as a fraction of the frame width
     quality: int = 4  # mpeg4 qscale
-    # The disjoint set is the ImageNet stand-in, so by default its videos are object-centric
-    # like ImageNet photos: no distractors and no pole. With them, 384 training videos are too
-    # few for a from-scratch AlexNet to find the shape (held-out 0.25 after 12 epochs vs 0.66
-    # without clutter, same loop; docs/FINETUNE.md) and it memorises videos instead.
-    disjoint_clutter: bool = False
+    # Off by default: the ImageNet stand-in's videos are object-centric like ImageNet photos.
+    # With clutter, 384 training videos are too few for a from-scratch AlexNet to find the shape
+    # (held-out 0.25 after 12 epochs vs 0.66 without clutter, same loop; docs/FINETUNE.md) and
+    # it memorises videos instead.
+    disjoint_clutter: bool = False  # distractors and pole in the disjoint set's videos too
     real_data: bool = False  # the paper preset reads real datasets instead; see generate()
 
 

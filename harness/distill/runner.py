@@ -31,7 +31,7 @@ from harness.cache import schema
 from harness.cache.reader import StreamingReader
 from harness.cache.store import FeatureStore
 from harness.config import apply_overrides, resolve, to_dict
-from harness.data.frames import evaluate, video_level_predict
+from harness.data.frames import evaluate, save_predictions, video_level_predict
 from harness.data.transforms import apply_views_torch
 from harness.distill.losses.em import class_ground_cost
 from harness.distill.methods import (METHODS, MethodContext, MethodError, MethodSettings, TeacherBatch, build_method,
@@ -297,6 +297,7 @@ def _train(job: _Job, progress: bool, stop_after_epoch: int | None) -> None:
             return
     if job.rank == 0:
         result = _evaluate(s, job, device, size, amp)
+        save_predictions(run.path, *result.pop("_predictions"))
         torch.save(s.model.student.state_dict(), run.path / "student.pt")
         run.finish({"method": method, "label": METHODS[method].label, "preset": job.preset, "seed": job.seed,
                     "metric": result["metric"], "value": result["value"], "test": result,
@@ -380,7 +381,9 @@ def _evaluate(s: "_Setup", job: "_Job", device, size: int, amp: bool) -> dict:
     targets[video_ids] = label
     result = evaluate(scores[present], _StoreVideos(targets[present], classes, multilabel))
     result["chance"] = (1.0 / len(classes)) if not multilabel else None
-    return {k: v for k, v in result.items() if not isinstance(v, float) or math.isfinite(v)}
+    result = {k: v for k, v in result.items() if not isinstance(v, float) or math.isfinite(v)}
+    result["_predictions"] = (scores[present], targets[present], present)   # saved when the run finishes
+    return result
 
 
 def _bar(it, enabled: bool, desc: str):

@@ -30,7 +30,7 @@ class ModelPreset:
     """One preset of every backbone: the input side plus one config per registered arch
     (the field name is the arch name)."""
 
-    input_size: int
+    input_size: int                 # side (pixels) of the square images the backbones take
     alexnet: AlexNetConfig
     vgg19_teacher: VGGConfig
     prednet: PredNetConfig

@@ -21,16 +21,15 @@ class AlexNetConfig:
     torchvision).
     """
 
-    width: float = 1.0
-    hidden: int = 4096
-    conv1_stride: int = 4
-    conv1_padding: int = 2
-    pool_size: int = 6
-    dropout: float = 0.5
-    # BatchNorm after every conv. Off in the paper preset (torchvision's keys); on in tiny:
-    # from scratch without it the student stays on the ln(C) loss plateau for the whole CPU
-    # budget (docs/MODELS.md). With it, the feature indices shift like torchvision's *_bn.
-    batch_norm: bool = False
+    width: float = 1.0          # multiplier of every conv's channels (64, 192, 384, 256, 256)
+    hidden: int = 4096          # units of fc6 and fc7 (the embedding size)
+    conv1_stride: int = 4       # stride of the 11x11 conv1
+    conv1_padding: int = 2      # zero padding of conv1
+    pool_size: int = 6          # side of the adaptive average pool before the classifier
+    dropout: float = 0.5        # dropout probability before fc6 and fc7
+    # Off in the paper preset (torchvision's keys); on in tiny: from scratch without it the
+    # student stays on the ln(C) loss plateau for the whole CPU budget (docs/MODELS.md).
+    batch_norm: bool = False    # BatchNorm after every conv (feature indices shift as in *_bn)
 
 
 @register_model("alexnet")

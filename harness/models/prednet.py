@@ -43,16 +43,16 @@ class PredNetConfig:
     budget (docs/FINETUNE.md).
     """
 
-    stack: tuple[int, ...] = (3, 48, 96, 192)
-    r_stack: tuple[int, ...] = (3, 48, 96, 192)
-    a_kernel: int = 3
-    ahat_kernel: int = 3
-    r_kernel: int = 3
-    clip_length: int = 10
-    pixel_max: float = 1.0
-    gate_activation: str = "sigmoid"
-    conv4_relu: bool = False
-    embedding_norm: str = "batchnorm"
+    stack: tuple[int, ...] = (3, 48, 96, 192)     # channels of A_l / Â_l per layer (stack[0] = 3, the pixels)
+    r_stack: tuple[int, ...] = (3, 48, 96, 192)   # channels of the ConvLSTM state R_l per layer
+    a_kernel: int = 3                             # kernel of the conv from E_l to the next layer's target A_l+1
+    ahat_kernel: int = 3                          # kernel of the conv from R_l to the prediction Â_l
+    r_kernel: int = 3                             # kernel of the ConvLSTM that updates R_l
+    clip_length: int = 10                         # frames per clip (nt)
+    pixel_max: float = 1.0                        # SatLU ceiling of the pixel prediction Â_0 (pixels in [0, 1])
+    gate_activation: str = "sigmoid"              # ConvLSTM gates: "sigmoid" | "hard_sigmoid" (Keras's)
+    conv4_relu: bool = False                      # ReLU on the top R before returning it as conv4
+    embedding_norm: str = "batchnorm"             # "batchnorm" | "none" between the pooled top R and the head
 
 
 class PredNetOutput(NamedTuple):

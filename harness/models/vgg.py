@@ -23,15 +23,14 @@ class VGGConfig:
     torchvision, 1 = global average pool for small inputs); ``hidden`` the fc6/fc7 units.
     """
 
-    width: float = 1.0
-    conv4_channels: int = 256
-    conv1_kernel: int = 11
-    hidden: int = 4096
-    pool_size: int = 7
-    dropout: float = 0.5
-    # BatchNorm after every conv, laid out as torchvision's vgg19_bn (conv, bn, relu). Off in
-    # the paper preset; on in tiny, where the plain VGG stays on the ln(C) plateau (MODELS.md).
-    batch_norm: bool = False
+    width: float = 1.0          # multiplier of every block's channels (96, 128, 256, conv4_channels, 512)
+    conv4_channels: int = 256   # channels of block 4 (conv4, the distillation layer) at width 1
+    conv1_kernel: int = 11      # side of the first conv's kernel (odd; padded to keep the size)
+    hidden: int = 4096          # units of fc6 and fc7 (the embedding size)
+    pool_size: int = 7          # side of the adaptive average pool before the classifier
+    dropout: float = 0.5        # dropout probability after fc6 and fc7
+    # Off in the paper preset; on in tiny, where the plain VGG stays on the ln(C) plateau (MODELS.md).
+    batch_norm: bool = False    # BatchNorm after every conv, laid out as torchvision's vgg19_bn
 
 
 BLOCK_DEPTHS = (2, 2, 4, 4, 4)

@@ -37,8 +37,8 @@ class MotionTask(PretextTask):
         k1: int = 2    # close: 1 <= gap <= k1
         k2: int = 10   # far: gap >= k2
         fusion: str = "conv4"  # "conv4": top CNN on the stacked conv4 maps (BCNN/TCNN); "embedding": fc on [e1; e2]
-        hidden: int = 64
-        dropout: float = 0.0
+        hidden: int = 64        # head width: ConvFusion channels (conv4) or MLP hidden units (embedding)
+        dropout: float = 0.0    # dropout p in the MLP head ("embedding" fusion only)
 
     def check_knobs(self) -> None:
         k = self.knobs

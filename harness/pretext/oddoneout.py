@@ -46,8 +46,8 @@ class OddOneOutTask(PretextTask):
         n_questions: int = 6   # N subsequences per question
         length: int = 4        # frames per subsequence
         max_stride: int = 2    # frames between consecutive frames of a subsequence: 1..max_stride
-        hidden: int = 128
-        dropout: float = 0.0
+        hidden: int = 128       # hidden units of the MLP on the concatenated subsequence embeddings
+        dropout: float = 0.0    # dropout p in that MLP head
 
     def check_knobs(self) -> None:
         k = self.knobs

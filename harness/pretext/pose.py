@@ -89,13 +89,13 @@ class PoseTask(PretextTask):
         context: int = 40             # side of the region both views show
         radius: int = 4               # tracker search radius per frame
         static_threshold: float = 1.5  # displacements shorter than this (pixels) are "static"
-        seed_top_k: int = 3
+        seed_top_k: int = 3            # seed patch drawn among the top_k boxes with most frame change
         sectors: int = 8               # direction classes (4 or 8), plus "static"
         balance: bool = True           # classes uniform by construction (see the class docstring)
         max_tries: int = 40            # candidates tracked per item to find the drawn class's kind
         fusion: str = "conv4"          # "conv4": ConvFusion on the 2 conv4 maps; "embedding": fc on [e1; e2]
-        hidden: int = 128
-        dropout: float = 0.0
+        hidden: int = 128              # head width: ConvFusion channels (conv4) or MLP hidden units (embedding)
+        dropout: float = 0.0           # dropout p in the MLP head ("embedding" fusion only)
 
     knob_presets = {"smoke": {"patch": 8, "context": 24}}
 

@@ -41,7 +41,7 @@ class PredictTask(PretextTask):
     @dataclasses.dataclass(frozen=True)
     class Knobs:
         clip_length: int = 0      # 0 = the model's clip_length (MODEL_PRESETS)
-        stride: int = 1
+        stride: int = 1           # clip frames are every stride-th frame of the video window
         top_fraction: float = 1.0  # 1.0: every window eligible; < 1 keeps the high-motion ones
         layer_weights: tuple = ()  # () = (1, 0, 0, ...): Lotter et al.'s L_0 setting
 

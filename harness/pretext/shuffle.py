@@ -39,11 +39,11 @@ class ShuffleTask(PretextTask):
     class Knobs:
         window: int = 20          # frames in the high-motion window the 5 frames come from
         min_gap: int = 4          # consecutive frames of a < b < c < d < e are at least min_gap apart
-        top_fraction: float = 0.5
+        top_fraction: float = 0.5  # share of windows (by motion) eligible
         crop: int = 40            # > 0: frames cropped to the crop x crop box with the most motion over a..e
         fusion: str = "conv4"     # "conv4": ConvFusion on the 3 stacked conv4 maps; "embedding": fc on [e1; e2; e3]
-        hidden: int = 128
-        dropout: float = 0.0
+        hidden: int = 128         # head width: ConvFusion channels (conv4) or MLP hidden units (embedding)
+        dropout: float = 0.0      # dropout p in the MLP head ("embedding" fusion only)
 
     def check_knobs(self) -> None:
         k = self.knobs

@@ -150,7 +150,7 @@ class SortTask(PretextTask):
 
     @dataclasses.dataclass(frozen=True)
     class Knobs:
-        n_frames: int = 4
+        n_frames: int = 4         # frames per tuple (>= 3); n!/2 order classes
         window: int = 16          # frames in the high-motion window the tuple is drawn from
         min_gap: int = 4          # frames between consecutive tuple frames: at least min_gap
         top_fraction: float = 0.5  # share of windows (by motion) eligible
@@ -158,9 +158,9 @@ class SortTask(PretextTask):
         channel_split: str = "tuple"  # "tuple": one random channel for all frames; "frame": one per frame (OPN); "none"
         fusion: str = "conv4"     # "conv4": pairs fused on conv4 maps; "embedding": fc on [e_i; e_j]
         head: str = "adjacency"   # conv4 fusion only: "adjacency" (last fc tied to the classes) or "fc" (OPN: concat -> fc -> fc)
-        pair_dim: int = 64
-        hidden: int = 128
-        dropout: float = 0.0
+        pair_dim: int = 64        # width of each frame pair's feature (pair fc units or ConvFusion channels)
+        hidden: int = 128         # hidden units of the classifier on the pair features (not "adjacency")
+        dropout: float = 0.0      # dropout p in that classifier (not "adjacency")
 
     def check_knobs(self) -> None:
         k = self.knobs

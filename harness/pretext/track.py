@@ -41,7 +41,7 @@ class TrackTask(PretextTask):
         patch: int = 24          # patch side in pixels of the decoded frames
         radius: int = 4          # tracker search radius per frame, pixels
         seed_top_k: int = 5      # seed drawn among the 5 boxes with most frame change
-        margin: float = 0.5
+        margin: float = 0.5      # triplet loss margin on the cosine distance 1 - cos
         hard_negatives: int = 4  # per query, the closest negatives used in the loss (Wang & Gupta: top-K)
         backbone_dropout: float = 0.0  # p of the backbone's Dropout layers while pretraining (see bind_model)
 

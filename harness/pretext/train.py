@@ -42,18 +42,18 @@ from harness.utils import pick_device, seed_everything, set_cpu_threads
 class PretrainConfig:
     """Settings of one pretraining run (``task`` holds the task's own knobs, filled per task)."""
 
-    epochs: int
-    iters_per_epoch: int
-    batch_size: int
-    lr: float
-    weight_decay: float = 0.0
+    epochs: int                  # epochs of iters_per_epoch steps (a checkpoint and log row each)
+    iters_per_epoch: int         # optimizer steps per epoch, each on a freshly sampled batch
+    batch_size: int              # pretext examples sampled per step
+    lr: float                    # Adam learning rate (constant)
+    weight_decay: float = 0.0    # Adam L2 weight decay
     eval_fraction: float = 0.2   # share of the unlabeled videos held out for the pretext metric
     eval_batches: int = 8        # held-out batches (of batch_size) the metric is measured on
     split_seed: int = 0          # fixes the held-out videos and batches, whatever the run's seed
     decode_size: int = 0         # frames decoded at decode_size x decode_size; 0 = native size
     max_videos: int = 0          # 0 = every unlabeled video
     model_preset: str = ""       # MODEL_PRESETS entry; "" = the run's preset
-    device: str = "auto"
+    device: str = "auto"         # torch device; "auto" = cuda if available, else cpu
     task: Any = None
 
 

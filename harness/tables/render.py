@@ -52,9 +52,10 @@ def paper_numbers(table: int) -> dict[str, dict]:
 class MeasuredRow:
     key: str
     label: str
-    value: float | None          # our metric in %, None when the run is missing
+    value: float | None          # our metric in %, the mean over seeds; None when the runs are missing
     metric: str                  # "acc" or "mAP"
     runs: list[str] = field(default_factory=list)
+    per_seed: dict[int, float] = field(default_factory=dict)   # {seed: metric in %} behind value
     note: str = ""
     # Table 1's single-task rows: the held-out pretext metric of the pretraining run behind the
     # row, {"name", "value", "chance", "at_init", "higher_is_better"} (its final.json); for
@@ -71,6 +72,24 @@ def _pretext_cell(p: dict | None) -> str:
     return f"{p['name']}: {p['value']:.4g} (chance {p['chance']:.4g}{base}{init}; {better} is better)"
 
 
+def seed_stats(per_seed: dict[int, float]) -> tuple[float | None, float | None]:
+    """Mean and sample standard deviation (ddof 1; None for one seed) of the per-seed values."""
+    values = list(per_seed.values())
+    if not values:
+        return None, None
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, None
+    return mean, (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+
+
+def _ours_cell(row: MeasuredRow) -> str:
+    if row.value is None:
+        return "-"
+    _, std = seed_stats(row.per_seed)
+    return f"{row.value:.1f}" if std is None else f"{row.value:.1f} ± {std:.1f}"
+
+
 def render(table: int, rows: list[MeasuredRow], dataset_label: str, command: str, out_dir: Path) -> str:
     """Write ``table{N}.md/.csv/.json`` under ``out_dir`` and return the markdown."""
     paper = paper_numbers(table)
@@ -82,18 +101,25 @@ def render(table: int, rows: list[MeasuredRow], dataset_label: str, command: str
     records = []
     for row in rows:
         ref = paper.get(row.key, {})
-        ours = "-" if row.value is None else f"{row.value:.1f}"
+        ours = _ours_cell(row)
         refs = [f"{ref[d]:.1f}" if d in ref else "" for d in PAPER_DATASETS]
         cell = f" {_pretext_cell(row.pretext)} |" if with_pretext else ""
         lines.append(f"| {row.label} | {ours} | {' | '.join(refs)} |{cell} {row.note} |")
-        records.append({"key": row.key, "label": row.label, "ours": row.value, "metric": row.metric,
+        _, std = seed_stats(row.per_seed)
+        records.append({"key": row.key, "label": row.label, "ours": row.value, "ours_std": std,
+                        "seeds": sorted(row.per_seed), "per_seed": {str(k): v for k, v in sorted(row.per_seed.items())},
+                        "metric": row.metric,
                         "runs": row.runs, "note": row.note, "pretext": row.pretext,
                         "paper": {d: ref.get(d) for d in PAPER_DATASETS}})
     version = code_version()  # one stamp for the markdown and the JSON
+    seeds = sorted({s for row in rows for s in row.per_seed})
+    spread = (f" Ours: mean ± standard deviation over seeds {', '.join(map(str, seeds))} (each a separate fine-tuning "
+              f"or distillation run; teachers and store fixed)." if len(seeds) > 1 else
+              f" Ours: one seed ({seeds[0]})." if seeds else "")
     machines = run_machines([run for row in rows for run in row.runs])
     md = "\n".join([
         f"Table {table}: ours measured by this harness on {dataset_label}; paper columns are the "
-        "numbers printed in Zhang & Peng (IJCAI 2018), not measured here.",
+        "numbers printed in Zhang & Peng (IJCAI 2018), not measured here." + spread,
         "",
         *lines,
         "",
@@ -106,10 +132,11 @@ def render(table: int, rows: list[MeasuredRow], dataset_label: str, command: str
     (out_dir / f"table{table}.md").write_text(md + "\n")
     with open(out_dir / f"table{table}.csv", "w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["key", "label", "ours", "metric", *(f"paper_{d}" for d in PAPER_DATASETS)])
+        writer.writerow(["key", "label", "ours", "ours_std", "n_seeds", "metric", *(f"paper_{d}" for d in PAPER_DATASETS)])
         for r in records:
-            writer.writerow([r["key"], r["label"], r["ours"], r["metric"], *(r["paper"][d] for d in PAPER_DATASETS)])
+            writer.writerow([r["key"], r["label"], r["ours"], r["ours_std"], len(r["seeds"]), r["metric"],
+                             *(r["paper"][d] for d in PAPER_DATASETS)])
     write_json_atomic(out_dir / f"table{table}.json",
-                      {"table": table, "dataset": dataset_label, "command": command,
+                      {"table": table, "dataset": dataset_label, "command": command, "seeds": seeds,
                        "code_version": version, "machines": machines, "rows": records})
     return md

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from harness.runs import RunDir
-from harness.tables.render import MeasuredRow, render
+from harness.tables.render import MeasuredRow, render, seed_stats
 
 GENERATED = Path("tables") / "generated"
 
@@ -56,16 +56,22 @@ def dataset_label(runs) -> str:
     return "; ".join(seen) or "unknown data"
 
 
-def render_table2(runs: dict[str, RunDir], command: str, out_dir: Path) -> str:
-    """Table 2 from ``{method: finished RunDir}`` (``pipeline.table2_runs``)."""
+def _per_seed(runs: list[RunDir]) -> tuple[dict[int, float], str]:
+    """``{seed: value in %}`` of finished runs and their metric name."""
+    finals = [run.final() for run in runs]
+    return {int(f["seed"]): 100.0 * f["value"] for f in finals}, finals[0]["metric"]
+
+
+def render_table2(runs: dict[str, list[RunDir]], command: str, out_dir: Path) -> str:
+    """Table 2 from ``{method: [finished RunDir per seed]}`` (``pipeline.table2_runs``)."""
     from harness.distill.methods import METHODS
 
     rows = []
-    for method, run in runs.items():
-        final = run.final()
-        rows.append(MeasuredRow(method, METHODS[method].label, 100.0 * final["value"], final["metric"],
-                                runs=[str(run.path)], note=METHODS[method].notes))
-    return render(2, rows, dataset_label(runs.values()), command, out_dir)
+    for method, seed_runs in runs.items():
+        per_seed, metric = _per_seed(seed_runs)
+        rows.append(MeasuredRow(method, METHODS[method].label, seed_stats(per_seed)[0], metric,
+                                runs=[str(r.path) for r in seed_runs], note=METHODS[method].notes, per_seed=per_seed))
+    return render(2, rows, dataset_label([r for rs in runs.values() for r in rs]), command, out_dir)
 
 
 def table2_dir(preset: str, methods: list[str]) -> Path:
@@ -100,15 +106,18 @@ def supervised_stage_metrics(finetune_final: dict) -> dict | None:
             "higher_is_better": True, "run": stage["run"]}
 
 
-def render_table1(runs: dict[str, RunDir], command: str, out_dir: Path) -> str:
-    """Table 1 from ``{row key: finished RunDir}`` (``pipeline.table1_runs``): each single-task
-    row beside the held-out metric of the pretraining (or supervised stage) it started from."""
+def render_table1(runs: dict[str, list[RunDir]], command: str, out_dir: Path) -> str:
+    """Table 1 from ``{row key: [finished RunDir per seed]}`` (``pipeline.table1_runs``): each
+    single-task row beside the held-out metric of the pretraining (or supervised stage) its
+    runs started from (one, shared by the seeds)."""
     rows = []
-    for key, run in runs.items():
+    for key, seed_runs in runs.items():
         label, note = TABLE1_ROWS[key]
-        final = run.final()
+        per_seed, metric = _per_seed(seed_runs)
+        final = seed_runs[0].final()
         pre = pretext_metrics(final) or supervised_stage_metrics(final)
         extra = [pre["run"]] if pre else []
-        rows.append(MeasuredRow(key, label, 100.0 * final["value"], final["metric"], runs=[str(run.path), *extra],
-                                note=note, pretext=pre))
-    return render(1, rows, dataset_label(runs.values()), command, out_dir)
+        rows.append(MeasuredRow(key, label, seed_stats(per_seed)[0], metric,
+                                runs=[*(str(r.path) for r in seed_runs), *extra], note=note, pretext=pre,
+                                per_seed=per_seed))
+    return render(1, rows, dataset_label([r for rs in runs.values() for r in rs]), command, out_dir)
