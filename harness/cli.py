@@ -104,7 +104,7 @@ def main():
 
 @main.group()
 def data():
-    """Datasets: the embedded synthetic benchmark and the real ones' indexes."""
+    """Datasets: the embedded synthetic benchmark (the real ones are read from --data-root; docs/DATASET.md)."""
 
 
 @data.command("synth")
