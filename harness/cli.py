@@ -38,6 +38,19 @@ seeds_option = click.option(
     "--seeds", type=click.IntRange(min=1), default=None,
     help="Seeds per trained cell, --seed, --seed+1, ... (default: smoke 1, tiny 3, paper 1). A seed varies "
          "fine-tuning and distillation; the teachers, their pretraining and the store use --seed.")
+store_option = click.option("--store", type=click.Path(), default=None,
+                            help="Feature store (default: cache/<preset>.zarr, built first if missing).")
+data_root_option = click.option("--data-root", type=click.Path(file_okay=False), default=None,
+                                help="Dataset root (default for smoke/tiny: data/synth-<preset>, generated if missing).")
+
+
+def table_options(command):
+    """--preset, --seed, --store, --data-root, --seeds: what every table command takes."""
+    for option in reversed((preset_option, seed_option, store_option, data_root_option, seeds_option)):
+        command = option(command)
+    return command
+
+
 set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
                           help="Override one config field (repeatable), e.g. --set epochs=3.")
 
@@ -91,7 +104,7 @@ def main():
 
 @main.group()
 def data():
-    """Datasets: the embedded synthetic benchmark and the real ones' indexes."""
+    """Datasets: the embedded synthetic benchmark (the real ones are read from --data-root; docs/DATASET.md)."""
 
 
 @data.command("synth")
@@ -232,15 +245,18 @@ def config_show(preset, stage, method, arch, task, as_json, overrides):
               show_default=True,
               help="Store backend: Zarr v3 directory or one HDF5 file.")
 @click.option("--store", type=click.Path(), default=None, help="Store path (default: cache/<preset>.zarr or .h5).")
-@click.option("--views", type=int, default=None, help="Augmentation views per item (default: the preset's).")
+@click.option("--views", type=click.IntRange(min=1), default=None,
+              help="Augmentation views per item (default: the preset's).")
 @click.option("--teacher", "teachers", multiple=True, metavar="NAME=CHECKPOINT",
               help="A fine-tuned teacher checkpoint (repeatable). Default: the four pretext teachers "
                    "(sort, motion, track, predict), pretrained and fine-tuned first if missing.")
 @click.option("--data-root", type=click.Path(file_okay=False), default=None,
               help="Dataset root (default for smoke/tiny: data/synth-<preset>, generated if missing).")
 @click.option("--info", "info_path", type=click.Path(), default=None, help="Only print a store's manifest and layout.")
+@click.option("--verify", "verify_path", type=click.Path(), default=None,
+              help="Only check a store: read every chunk against the checksums recorded when it was written.")
 @set_option
-def cache_teachers(preset, seed, fmt, store, views, teachers, data_root, info_path, overrides):
+def cache_teachers(preset, seed, fmt, store, views, teachers, data_root, info_path, verify_path, overrides):
     """Run the frozen teachers once and cache conv4 maps, logits, frames and views.
 
     Resumable: a killed run continues with its missing chunks. Several processes
@@ -254,8 +270,22 @@ def cache_teachers(preset, seed, fmt, store, views, teachers, data_root, info_pa
         with FeatureStore.open(info_path) as st:
             click.echo(st.info())
         return
+    if verify_path:
+        from harness.cache.store import FeatureStore
+
+        with FeatureStore.open(verify_path) as st:
+            problems = st.verify()
+            if problems:
+                for line in problems:
+                    click.echo(f"error: {line}", err=True)
+                sys.exit(2)
+            click.echo(f"{st.path}: sound ({st.n_chunks} chunks read and matched their checksums)")
+        return
     from harness import pipeline
     from harness.cache.teachers import cache_teachers as run_cache
+    from harness.cache.teachers import store_target
+
+    store_target(preset, store, fmt)   # a name of the other format fails before any teacher is trained
 
     root = pipeline.ensure_data(preset, data_root)
     if teachers:
@@ -305,11 +335,7 @@ def distill(method, preset, seed, store, data_root, teacher_seed, overrides):
 @main.command()
 @click.option("--method", required=True, type=RegistryChoice("harness.distill.methods", "METHODS"),
               help="Table 2 row to run, e.g. mmgd+gr.")
-@preset_option
-@seed_option
-@click.option("--store", type=click.Path(), default=None, help="Feature store (default: cache/<preset>.zarr).")
-@click.option("--data-root", type=click.Path(file_okay=False), default=None)
-@seeds_option
+@table_options
 def ablation(method, preset, seed, store, data_root, seeds):
     """Run (or reuse) one Table 2 row and print it beside the paper's numbers."""
     from harness import pipeline
@@ -321,14 +347,8 @@ def ablation(method, preset, seed, store, data_root, seeds):
 
 
 @main.command()
-@preset_option
-@seed_option
-@click.option("--data-root", type=click.Path(file_okay=False), default=None,
-              help="Dataset root (default for smoke/tiny: data/synth-<preset>, generated if missing).")
-@click.option("--store", type=click.Path(), default=None,
-              help="Feature store of the G_l+G_r row (default: cache/<preset>.zarr, built first if missing).")
-@seeds_option
-def table1(preset, seed, data_root, store, seeds):
+@table_options
+def table1(preset, seed, store, data_root, seeds):
     """Regenerate Table 1 (single self-supervised tasks vs G_l+G_r) beside the paper's numbers.
 
     The main job. Runs every missing step (data, 7 pretext tasks, fine-tuning, the teacher
@@ -343,11 +363,7 @@ def table1(preset, seed, data_root, store, seeds):
 
 
 @main.command()
-@preset_option
-@seed_option
-@click.option("--store", type=click.Path(), default=None, help="Feature store (default: cache/<preset>.zarr).")
-@click.option("--data-root", type=click.Path(file_okay=False), default=None)
-@seeds_option
+@table_options
 def table2(preset, seed, store, data_root, seeds):
     """Regenerate Table 2 (every distillation baseline) beside the paper's numbers.
 
@@ -362,6 +378,66 @@ def table2(preset, seed, store, data_root, seeds):
     runs = pipeline.table2_runs(methods, preset, pipeline.seed_list(preset, seed, seeds), store=store,
                                 data_root=data_root)
     click.echo(render_table2(runs, command_line(), table2_dir(preset, methods)))
+
+
+@main.command()
+@table_options
+def claims(preset, seed, store, data_root, seeds):
+    """Test each claim of the paper on our runs: a paired difference, its 95% interval and a verdict.
+
+    Runs or reuses every run behind Tables 1 and 2 (the same runs those commands use) and writes
+    tables/generated/<preset>/claims.{md,json}: holds / fails / inconclusive per claim.
+    """
+    from harness import pipeline
+    from harness.distill.methods import METHODS
+    from harness.tables.claims import TABLE1_CLAIMS, TABLE2_CLAIMS, cells_from_runs, judge, render_claims
+    from harness.tables.render import paper_numbers
+    from harness.tables.tables import GENERATED, dataset_label
+
+    seed_ids = pipeline.seed_list(preset, seed, seeds)
+    t2 = pipeline.table2_runs([m for m, spec in METHODS.items() if spec.table2], preset, seed_ids, store=store,
+                              data_root=data_root)
+    t1 = pipeline.table1_runs(preset, seed_ids, data_root, store=store)
+    c2, c1 = cells_from_runs(t2), cells_from_runs(t1)
+    results = [judge(c, c2) for c in TABLE2_CLAIMS] + [judge(c, c1) for c in TABLE1_CLAIMS]
+    label = dataset_label([r for rs in (*t1.values(), *t2.values()) for r in rs])
+    click.echo(render_claims(results, {1: paper_numbers(1), 2: paper_numbers(2)}, label, command_line(),
+                             GENERATED / preset))
+
+
+@main.command()
+@table_options
+def figures(preset, seed, store, data_root, seeds):
+    """Draw the figures from the runs behind Table 2 (run or reused), as PNG and PDF.
+
+    Writes tables/generated/<preset>/figures/: fig4a_curves (test accuracy per epoch, G_l vs
+    G_l+G_r and MMGD vs MMGD+G_r), fig3_conv1 (first-layer filters of the teachers and of the
+    MMGD and G_l+G_r students) and graph_weights (learned G_l adjacency, G_r vertex weights).
+    """
+    import torch
+
+    from harness import pipeline
+    from harness.cache.store import FeatureStore
+    from harness.distill.methods import METHODS
+    from harness.tables.figures import fig3_conv1, fig4a_curves, graph_weights
+    from harness.tables.tables import GENERATED
+
+    seed_ids = pipeline.seed_list(preset, seed, seeds)
+    runs = pipeline.table2_runs(["gl", "gl+gr", "mmgd", "mmgd+gr"], preset, seed_ids, store=store, data_root=data_root)
+    out = GENERATED / preset / "figures"
+    written = fig4a_curves(runs, {m: METHODS[m].label for m in runs}, out)
+    written += graph_weights(runs, out)
+    path = pipeline.student_store(preset, seed_ids[0], store=store, data_root=data_root)
+    with FeatureStore.open(path) as st:
+        teachers = st.manifest["teachers"]
+    models = {f"teacher {name}": (torch.load(t["checkpoint"], map_location="cpu", weights_only=False)["state_dict"],
+                                  t["checkpoint"]) for name, t in teachers.items()}
+    for method in ("mmgd", "gl+gr"):
+        run = runs[method][0]
+        models[f"student {METHODS[method].label}"] = (torch.load(run.path / "student.pt", map_location="cpu"),
+                                                      str(run.path))
+    written += fig3_conv1(models, out)
+    click.echo("\n".join(str(p) for p in written))
 
 
 @main.command(context_settings={"ignore_unknown_options": True})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from typing import Any, Mapping, TypeVar
 
 PRESETS = ("smoke", "tiny", "paper")
@@ -61,7 +62,10 @@ def _coerce(value: Any, current: Any, key: str) -> Any:
                 return False
             raise ValueError(value)
         if isinstance(current, (int, float)):
-            return type(current)(value)
+            number = type(current)(value)
+            if isinstance(number, float) and not math.isfinite(number):
+                raise ConfigError(f"config key {key!r}: {value!r} is not a finite number")
+            return number
         if isinstance(current, tuple):
             # a tuple knob: "[1, 2]" (JSON), "1,2" or "1" (one value), "" or "[]" (empty)
             text = value.strip()
@@ -75,6 +79,23 @@ def _coerce(value: Any, current: Any, key: str) -> Any:
         return type(current)(json.loads(value))
     except (ValueError, TypeError, json.JSONDecodeError) as exc:
         raise ConfigError(f"config key {key!r}: cannot read {value!r} as {type(current).__name__}") from exc
+
+
+def check_bounds(obj: Any, bounds, where: str = "config key") -> None:
+    """Each ``(key, low, strict)`` of ``bounds``: the field's value (or each value of a tuple)
+    is a finite number ``> low`` (strict) or ``>= low``; else one line naming the key."""
+    for key, low, strict in bounds:
+        value = getattr(obj, key)
+        for v in (value if isinstance(value, tuple) else (value,)):
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and (
+                v > low if strict else v >= low)
+            if not ok:
+                raise ConfigError(f"{where} {key!r}: must be {'>' if strict else '>='} {low:g}, got {value!r}")
+
+
+def check_choice(obj: Any, key: str, choices, where: str = "config key") -> None:
+    if getattr(obj, key) not in choices:
+        raise ConfigError(f"{where} {key!r}: {getattr(obj, key)!r} is not one of {', '.join(map(str, choices))}")
 
 
 def parse_overrides(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:

@@ -284,3 +284,19 @@ def test_a_method_from_existing_parts_is_one_registry_entry(smoke_store, tmp_pat
     assert {"ce/ce", "kd/kd", "gr/repr"} <= set(row)
     keys = set(run_settings("kd+gr", _resolve_config("smoke", None))["method"])
     assert {"kd_temperature", "gr_d", "lam", "beta"} <= keys and "gl_em" not in keys
+
+
+def test_a_method_can_distil_from_a_teacher_subset(smoke_store, tmp_path, monkeypatch):
+    """A registry entry that names two of the store's four teachers builds its graph over
+    those two, streams only their fields, and is a run of its own."""
+    from harness.distill import methods
+
+    spec = methods.MethodSpec("G_l on sort+track", methods._student("gl"), teachers=("track", "sort"))
+    monkeypatch.setitem(methods.METHODS, "gl-st", spec)
+    run = distill("gl-st", "smoke", 0, smoke_store, overrides={"epochs": "1"}, runs_root=tmp_path, progress=False)
+    art = run.final()["artifacts"]
+    assert art["gl_teachers"] == ["track", "sort"] and torch.tensor(art["gl_adjacency"]).shape == (2, 2)
+    assert json.loads((run.path / "run.json").read_text())["config"]["teachers"] == ["track", "sort"]
+    monkeypatch.setitem(methods.METHODS, "gl-x", methods.MethodSpec("x", methods._student("gl"), teachers=("nope",)))
+    with pytest.raises(methods.MethodError, match="distils from nope, which the store does not hold"):
+        distill("gl-x", "smoke", 0, smoke_store, overrides={"epochs": "1"}, runs_root=tmp_path, progress=False)

@@ -353,3 +353,75 @@ def test_schema_builds_and_parses_teacher_field_names():
         schema.teacher_field("a", "fc7")
     with pytest.raises(ValueError, match="without '/'"):
         schema.teacher_field("a/b", "logits")
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_chunks_carry_checksums_and_damage_is_named_by_chunk_and_field(tmp_path, fmt):
+    """Each chunk records a crc32 per field when written; reading checks it. A chunk file
+    deleted behind its marker (Zarr reads it back as zeros) or overwritten with other bytes is
+    reported by path, chunk and field, by reading and by `cache-teachers --verify`."""
+    from click.testing import CliRunner
+
+    from harness.cli import main
+
+    path = store_path(tmp_path, fmt)
+    st = write_store(path, FIELDS, N, CHUNK, MANIFEST, make_chunk, format=fmt, progress=False)
+    assert st.verify() == [] and st.chunk_checksums(2)["teachers/sort/conv4"] > 0
+    ok = CliRunner().invoke(main, ["cache-teachers", "--verify", str(path)])
+    assert ok.exit_code == 0 and "sound (7 chunks" in ok.output
+    st.close()
+    if fmt == "zarr":
+        # chunk 2's conv4 file gone: zarr would hand back zeros
+        victim = path / "teachers" / "sort" / "conv4" / "c" / "2" / "0" / "0" / "0" / "0"
+        victim.unlink()
+        other = path / "teachers" / "motion" / "logits" / "c" / "4" / "0" / "0"
+        other.write_bytes(np.random.default_rng(0).bytes(other.stat().st_size))
+        want = [f"chunk 2, field 'teachers/sort/conv4': the data does not match the checksum",
+                "chunk 4, field 'teachers/motion/logits'"]
+    else:
+        import h5py
+
+        with h5py.File(path, "r+") as f:   # other bytes in chunk 2 of one field
+            f["teachers/sort/conv4"][2 * CHUNK] = 0.5
+        want = ["chunk 2, field 'teachers/sort/conv4': the data does not match the checksum"]
+    with FeatureStore.open(path) as st:
+        with pytest.raises(StoreError, match=want[0].replace("(", r"\(")):
+            st.read_chunk(2)
+        problems = st.verify()
+    assert len(problems) == len(want) and all(w in p for w, p in zip(want, problems))
+    bad = CliRunner().invoke(main, ["cache-teachers", "--verify", str(path)])
+    assert bad.exit_code == 2 and "Traceback" not in bad.output and str(path) in bad.output
+
+
+UNCOORDINATED = "import sys, time\nfrom harness.cache import write_store\n" + GEN + textwrap.dedent(
+    """
+    calls = []
+    def slow(i):
+        calls.append(i)
+        time.sleep(0.05)
+        return make_chunk(i)
+    write_store(sys.argv[1], FIELDS, N, CHUNK, MANIFEST, slow, format=sys.argv[2], progress=False)
+    print(len(calls))
+    """
+)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_two_uncoordinated_writers_share_the_chunks(tmp_path, reference, fmt):
+    """Two processes started on one store without RANK/WORLD_SIZE: each claims a chunk before
+    computing it, so together they compute every chunk about once, both exit 0, and the
+    store equals a single writer's."""
+    script = tmp_path / "w.py"
+    script.write_text(UNCOORDINATED)
+    path = store_path(tmp_path, fmt)
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE")}
+    procs = [subprocess.Popen([sys.executable, str(script), str(path), fmt], env={**env, "OMP_NUM_THREADS": "1"},
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1].decode()[-2000:] for o in outs]
+    computed = sum(int(o[0].decode().split()[-1]) for o in outs)
+    assert N_CHUNKS <= computed <= N_CHUNKS + 2       # at most a chunk or two raced, not every chunk twice
+    assert_same_store(FeatureStore.open(path), reference[fmt])
+    leftovers = [p.name for p in path.parent.iterdir() if "claim" in p.name] + (
+        [p.name for p in (path / "_progress").glob("*.claim")] if fmt == "zarr" else [])
+    assert leftovers == []

@@ -146,6 +146,7 @@ class StreamingReader:
                     return
                 a, b = self.store.chunk_range(int(c))
                 data = self.store.read_chunk(int(c), self.fields)
+                self._check_finite(int(c), data)
                 idx = np.arange(a, b, dtype=np.int64)
                 if self._keep is not None:
                     rows = np.flatnonzero(self._keep[a:b])
@@ -166,6 +167,15 @@ class StreamingReader:
             q.put(_END)
         except BaseException as exc:  # handed to the consumer, re-raised there
             q.put(exc)
+
+    def _check_finite(self, chunk: int, data: dict[str, np.ndarray]) -> None:
+        """A NaN or Inf in a float field is damage (teachers never write one): named by field
+        and chunk, never handed to training."""
+        for name, arr in data.items():
+            if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+                n = int(arr.size - np.isfinite(arr).sum())
+                raise StoreError(f"{self.store.path}: field {name!r}, chunk {chunk}: {n} non-finite values (NaN/Inf); "
+                                 f"the store is damaged, rebuild it")
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         chunks = self._rank_chunks(self.rank)

@@ -147,6 +147,13 @@ def suggest_chunk_items(fields: Sequence[FieldSpec], target_bytes: int = 32 << 2
 
 
 _fsync_path = fsync_path
+
+
+def chunk_checksum(arr: np.ndarray) -> int:
+    """crc32 of an array's bytes (C order): what a chunk's marker records per field."""
+    import zlib
+
+    return zlib.crc32(memoryview(np.ascontiguousarray(arr)).cast("B"))
 _write_atomic = write_bytes_atomic   # fsync, rename over the target, fsync the folder
 
 
@@ -400,15 +407,56 @@ class FeatureStore(ABC):
         """Write every field of chunk ``i``, make it durable, then mark it done (atomically)."""
         if self.mode == "r":
             raise StoreError(f"{self.path}: opened read-only; open with mode='r+' to write")
-        self._write_chunk(i, self._check_chunk_data(i, data))
+        data = self._check_chunk_data(i, data)
+        self._write_chunk(i, data, {n: chunk_checksum(a) for n, a in data.items()})
 
-    def read_chunk(self, i: int, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
-        """The items of chunk ``i`` for ``names`` (default: every field)."""
+    def read_chunk(self, i: int, names: Sequence[str] | None = None, verify: bool = True) -> dict[str, np.ndarray]:
+        """The items of chunk ``i`` for ``names`` (default: every field), each checked against
+        the checksum recorded when it was written (``verify``; chunks written before checksums
+        were recorded are not checked)."""
         names = list(self._by_name) if names is None else list(names)
         for n in names:
             self.field(n)
         start, stop = self.chunk_range(i)
-        return {n: self._read(n, slice(start, stop)) for n in names}
+        out = {}
+        for n in names:
+            try:
+                out[n] = self._read(n, slice(start, stop))
+            except StoreError:
+                raise
+            except Exception as exc:  # a codec or file error from the backend: the chunk is damaged
+                first = str(exc).splitlines()[0] if str(exc) else ""
+                raise StoreError(f"{self.path}: chunk {i}, field {n!r}: cannot be read ({type(exc).__name__}"
+                                 f"{': ' + first if first else ''}); the store is damaged, rebuild it") from exc
+        if verify:
+            sums = self.chunk_checksums(i) or {}
+            for n in names:
+                if n in sums and chunk_checksum(out[n]) != sums[n]:
+                    raise StoreError(f"{self.path}: chunk {i}, field {n!r}: the data does not match the checksum "
+                                     f"recorded when it was written (a chunk file damaged or missing); rebuild the "
+                                     f"store")
+        return out
+
+    def verify(self) -> list[str]:
+        """Every problem found by reading every chunk: one line each (empty when sound)."""
+        problems = []
+        done = set(self.completed_chunks())
+        for i in range(self.n_chunks):
+            if i not in done:
+                problems.append(f"{self.path}: chunk {i}: not written")
+                continue
+            if self.chunk_checksums(i) is None:
+                problems.append(f"{self.path}: chunk {i}: no checksums recorded (written by an older harness)")
+                continue
+            try:
+                self.read_chunk(i)
+            except StoreError as exc:
+                problems.append(str(exc))
+        return problems
+
+    @abstractmethod
+    def chunk_checksums(self, i: int) -> dict[str, int] | None:
+        """``{field: crc32}`` recorded with chunk ``i``, or None when none were."""
 
     def read(self, name: str, sel: slice | Sequence[int] | np.ndarray = slice(None)) -> np.ndarray:
         """Items ``sel`` (a slice, or sorted/unsorted indices) of field ``name``."""
@@ -428,7 +476,7 @@ class FeatureStore(ABC):
         return self._read(name, slice(lo, hi))[idx - lo]
 
     @abstractmethod
-    def _write_chunk(self, i: int, data: dict[str, np.ndarray]) -> None: ...
+    def _write_chunk(self, i: int, data: dict[str, np.ndarray], checksums: dict[str, int]) -> None: ...
 
     @abstractmethod
     def _read(self, name: str, sel: slice) -> np.ndarray: ...
@@ -575,11 +623,15 @@ class ZarrStore(FeatureStore):
     def _marker(self, i: int) -> Path:
         return self.path / "_progress" / f"chunk_{i:06d}.done"
 
+    @property
+    def claims_dir(self) -> Path:
+        return self.path / "_progress"
+
     def _chunk_files(self, name: str, i: int) -> Path:
         spec = self._by_name[name]
         return self.path.joinpath(*name.split("/"), "c", str(i), *["0"] * len(spec.item_shape))
 
-    def _write_chunk(self, i: int, data: dict[str, np.ndarray]) -> None:
+    def _write_chunk(self, i: int, data: dict[str, np.ndarray], checksums: dict[str, int]) -> None:
         start, stop = self.chunk_range(i)
         for name, arr in data.items():
             self._arrays[name][start:stop] = arr
@@ -589,7 +641,20 @@ class ZarrStore(FeatureStore):
             chunk_file = self._chunk_files(name, i)
             if chunk_file.exists():
                 _fsync_path(chunk_file)
-        _write_atomic(self._marker(i), b"")
+        # the marker holds the chunk's checksums: its presence says "done", its content "what"
+        _write_atomic(self._marker(i), json.dumps({"checksums": checksums}, sort_keys=True).encode())
+
+    def chunk_checksums(self, i: int) -> dict[str, int] | None:
+        try:
+            text = self._marker(i).read_text()
+        except OSError:
+            return None
+        if not text.strip():
+            return None
+        try:
+            return {k: int(v) for k, v in json.loads(text)["checksums"].items()}
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise StoreError(f"{self._marker(i)}: unreadable chunk marker (damaged); rebuild the store") from None
 
     def _read(self, name: str, sel: slice) -> np.ndarray:
         return np.asarray(self._arrays[name][sel])
@@ -698,6 +763,10 @@ class HDF5Store(FeatureStore):
             self._h5.close()
             self._h5 = None
 
+    @property
+    def claims_dir(self) -> Path:
+        return Path(str(self.path) + ".claims")
+
     def _part(self, i: int) -> Path:
         return self.parts / f"chunk_{i:06d}.h5"
 
@@ -710,7 +779,7 @@ class HDF5Store(FeatureStore):
             fillvalue=0, **_h5_filters(self.compression, np.dtype(spec.dtype)),
         )
 
-    def _write_chunk(self, i: int, data: dict[str, np.ndarray]) -> None:
+    def _write_chunk(self, i: int, data: dict[str, np.ndarray], checksums: dict[str, int]) -> None:
         import h5py
 
         if self.finalized:
@@ -718,6 +787,21 @@ class HDF5Store(FeatureStore):
         with atomic_path(self._part(i), durable=True) as tmp, h5py.File(tmp, "w") as f:
             for name, arr in data.items():
                 self._create_dataset(f, self._by_name[name], len(arr))[...] = arr
+            f.attrs["harness_checksums"] = json.dumps(checksums, sort_keys=True)
+
+    def chunk_checksums(self, i: int) -> dict[str, int] | None:
+        import h5py
+
+        if self.finalized:
+            text = self._file().attrs.get("harness_chunk_checksums")
+            sums = json.loads(text).get(str(i)) if text else None
+        elif self._part(i).is_file():
+            with h5py.File(self._part(i), "r") as f:
+                text = f.attrs.get("harness_checksums")
+            sums = json.loads(text) if text else None
+        else:
+            sums = None
+        return None if sums is None else {k: int(v) for k, v in sums.items()}
 
     def finalize(self) -> bool:
         """Merge every part into ``<path>`` (under the store lock) and remove the parts.
@@ -750,8 +834,15 @@ class HDF5Store(FeatureStore):
                     for npy in sorted((self.parts / "extra").glob("*.npy")):
                         out.create_dataset("extra/" + npy.stem.replace("%", "/"), data=np.load(npy))
                     out.attrs["harness_store"] = json.dumps(record, sort_keys=True)
+                    sums = {}
+                    for i in range(self.n_chunks):
+                        with h5py.File(self._part(i), "r") as part:
+                            if "harness_checksums" in part.attrs:
+                                sums[str(i)] = json.loads(part.attrs["harness_checksums"])
+                    out.attrs["harness_chunk_checksums"] = json.dumps(sums, sort_keys=True)
             self._record = record
             shutil.rmtree(self.parts, ignore_errors=True)
+            shutil.rmtree(self.claims_dir, ignore_errors=True)
             return True
 
     def _read(self, name: str, sel: slice) -> np.ndarray:

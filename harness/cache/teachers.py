@@ -27,7 +27,7 @@ from harness.cache.schema import prototypes_key, teacher_field
 from harness.cache.store import FeatureStore, ManifestMismatch, StoreError, suggest_chunk_items, teacher_schema
 from harness.cache.writer import write_store
 from harness.checkpoints import load_checkpoint
-from harness.config import resolve, to_dict
+from harness.config import check_bounds, check_choice, resolve, to_dict
 from harness.data.index import VideoIndex, open_index
 from harness.data.transforms import View, apply_view, center_view, sample_view, to_tensor
 from harness.data.video import count_frames, evenly_spaced, read_video
@@ -56,6 +56,12 @@ class CacheConfig:
     conv4_dtype: str = "float16"      # numpy dtype the pooled teacher conv4 maps are stored in
     dataset: str = "synth"            # dataset cached: "ucf101" | "hmdb51" | "ccv" | "synth"
     split: int = 1                    # official train/test split (1..3; CCV has one)
+
+    def __post_init__(self):
+        check_bounds(self, (("frames_per_video_train", 1, False), ("frames_per_video_test", 1, False),
+                            ("views", 1, False), ("view_scale", 0, True), ("center_scale", 0, True),
+                            ("chunk_items", 0, False), ("batch_size", 1, False), ("split", 1, False)))
+        check_choice(self, "conv4_dtype", ("float16", "float32"))
 
 
 CACHE_PRESETS = {
@@ -213,6 +219,23 @@ class TeacherRunner:
         return conv4, torch.cat(logits).numpy().reshape(n, k, -1)
 
 
+def _classes_without_training_items(index) -> list[str]:
+    y = index.targets()
+    counts = y.sum(0) if index.multilabel else np.bincount(y, minlength=index.num_classes)
+    return [c for c, n in zip(index.classes, counts) if n == 0]
+
+
+def store_target(preset: str, store: str | os.PathLike | None, fmt: str) -> Path:
+    """Where a store of format ``fmt`` goes: ``store``, or the preset's default; a name whose
+    suffix says the other format (``x.zarr`` with hdf5) is refused before anything runs."""
+    path = Path(store) if store is not None else default_store_path(preset, fmt)
+    named = {".zarr": "zarr", ".h5": "hdf5", ".hdf5": "hdf5"}.get(path.suffix.lower())
+    if named is not None and named != fmt:
+        raise CacheError(f"{path}: the name says {named} but --format is {fmt}; rename the store or pass "
+                         f"--format {named}")
+    return path
+
+
 def default_store_path(preset: str, fmt: str) -> Path:
     return Path("cache") / f"{preset}.{'zarr' if fmt == 'zarr' else 'h5'}"
 
@@ -224,11 +247,16 @@ def cache_teachers(preset: str, teacher_checkpoints: dict[str, str | os.PathLike
     """Create (or resume) the teacher feature store for ``preset``; returns it once complete."""
     from harness.utils import pick_device
 
-    cfg = resolve(CACHE_PRESETS, preset, {**(overrides or {}), **({"views": views} if views else {})})
-    store_path = Path(store) if store is not None else default_store_path(preset, fmt)
+    cfg = resolve(CACHE_PRESETS, preset, {**(overrides or {}), **({"views": views} if views is not None else {})})
+    store_path = store_target(preset, store, fmt)
     indexes = {0: open_index(cfg.dataset, data_root, split=cfg.split, subset="train"),
                1: open_index(cfg.dataset, data_root, split=cfg.split, subset="test")}
     classes = list(indexes[0].classes)
+    missing = _classes_without_training_items(indexes[0])
+    if missing:   # before any teacher runs: the EM ground cost needs a prototype per class
+        raise CacheError(f"{data_root}: {len(missing)} of {len(classes)} classes have no training video in split "
+                         f"{cfg.split} ({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}); list only the "
+                         f"classes you train on in classInd.txt")
     teachers = [load_teacher(name, path, len(classes), preset) for name, path in teacher_checkpoints.items()]
     if not teachers:
         raise CacheError("cache-teachers: no teacher checkpoints given")

@@ -3,12 +3,17 @@
 ``write_store`` is what ``cache-teachers`` calls: every process (one per GPU under torchrun,
 or a single one) calls it with the same arguments; each takes the chunks ``rank, rank +
 world_size, ...`` that are not yet marked done, produces and writes them, and returns. A
-killed run is resumed by calling it again: finished chunks are skipped.
+killed run is resumed by calling it again: finished chunks are skipped. Processes started
+without ranks on one store share the work too: each chunk is claimed before it is computed
+(``claim_chunk``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -67,12 +72,75 @@ def write_store(
     todo = [i for i in mine if i not in done]
     bar = tqdm(total=len(mine), initial=len(mine) - len(todo), disable=not progress, unit="chunk",
                desc=f"cache {Path(path).name}" + (f" rank {rank}/{world_size}" if world_size > 1 else ""))
+    others = []   # chunks another live process claimed first: it writes them
     try:
         for i in todo:
-            store.write_chunk(i, produce_chunk(i))
+            if store.is_complete() or i in set(store.completed_chunks()):
+                bar.update(1)
+                continue
+            with claim_chunk(store, i) as mine_now:
+                if not mine_now:
+                    others.append(i)
+                    continue
+                if i not in set(store.completed_chunks()):   # written while this process waited
+                    store.write_chunk(i, produce_chunk(i))
             bar.update(1)
     finally:
         bar.close()
-    if isinstance(store, HDF5Store):
+    for i in others:   # a claimant that died leaves its claim stale: take the chunk over
+        while i not in set(store.completed_chunks()) and not store.is_complete():
+            with claim_chunk(store, i) as mine_now:
+                if mine_now and i not in set(store.completed_chunks()):
+                    store.write_chunk(i, produce_chunk(i))
+                    break
+            time.sleep(0.2)
+    if isinstance(store, HDF5Store) and not store.finalized:
         store.finalize()
     return store
+
+
+@contextlib.contextmanager
+def claim_chunk(store: FeatureStore, i: int):
+    """Claim chunk ``i`` before computing it, so uncoordinated writers of one store share
+    the work: yields True when this process holds the claim (created atomically, removed on
+    exit), False while another live process on this machine holds it. A claim whose process
+    has died is stale and taken over."""
+    folder = store.claims_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    claim = folder / f"chunk_{i:06d}.claim"
+    me = f"{socket.gethostname()} {os.getpid()}"
+    for _ in range(2):
+        try:
+            fd = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            if _claimant_alive(claim):
+                yield False
+                return
+            with contextlib.suppress(OSError):
+                claim.unlink()   # stale: its process is gone
+            continue
+        with os.fdopen(fd, "w") as fh:
+            fh.write(me)
+        try:
+            yield True
+        finally:
+            with contextlib.suppress(OSError):
+                claim.unlink()
+        return
+    yield False
+
+
+def _claimant_alive(claim: Path) -> bool:
+    try:
+        host, pid = claim.read_text().split()
+    except (OSError, ValueError):
+        return True   # being written this instant: treat as held
+    if host != socket.gethostname():
+        return True   # another machine's process: cannot be checked, assume alive
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError):
+        return True
+    return True

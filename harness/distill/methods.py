@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from harness.cache.schema import TEACHER_OUTPUTS
-from harness.config import ConfigError
+from harness.config import ConfigError, check_bounds
 from harness.distill.graphs import LogitsGraph, MMGDGraph, RepresentationGraph, UniformFeatureDistill
 from harness.distill.losses.ce import classification_loss, soft_cross_entropy
 from harness.distill.losses.em import GRAD_MODES, SINKHORN
@@ -121,12 +121,7 @@ class MethodSettings:
         for key, choices in _CHOICES.items():
             if getattr(self, key) not in choices:
                 raise ConfigError(f"config key {key!r}: {getattr(self, key)!r} is not one of {', '.join(choices)}")
-        for key, low, strict in _BOUNDS:
-            value = getattr(self, key)
-            for v in (value if isinstance(value, tuple) else (value,)):
-                ok = isinstance(v, (int, float)) and math.isfinite(v) and (v > low if strict else v >= low)
-                if not ok:
-                    raise ConfigError(f"config key {key!r}: must be {'>' if strict else '>='} {low:g}, got {value!r}")
+        check_bounds(self, _BOUNDS)
         if not 0.0 <= self.lam <= 1.0:
             raise ConfigError(f"config key 'lam': must lie in [0, 1], got {self.lam!r}")
         for key in ("gl_temperatures", "gr_temperatures", "feat_temperatures", "mmd_multipliers"):
@@ -526,6 +521,7 @@ class MethodSpec:
     build: Callable[[MethodContext, MethodSettings], Method]
     notes: str = ""
     table2: bool = True
+    teachers: tuple[str, ...] | None = None                 # distil from these of the store's teachers; None: all
 
     @property
     def reads(self) -> tuple[str, ...]:

@@ -30,7 +30,7 @@ from torch import nn
 from harness.cache import schema
 from harness.cache.reader import StreamingReader
 from harness.cache.store import FeatureStore
-from harness.config import apply_overrides, resolve, to_dict
+from harness.config import apply_overrides, check_bounds, check_choice, resolve, to_dict
 from harness.data.frames import evaluate, save_predictions, video_level_predict
 from harness.data.transforms import apply_views_torch
 from harness.distill.losses.em import class_ground_cost
@@ -59,6 +59,12 @@ class DistillConfig:
     prefetch: int = 2              # batches read ahead
     device: str = "auto"           # "auto" | "cpu" | "cuda"
     method: MethodSettings = field(default_factory=MethodSettings)
+
+    def __post_init__(self):
+        check_bounds(self, (("epochs", 1, False), ("batch_size", 1, False), ("lr", 0, True), ("lr_step_epochs", 1, False),
+                            ("lr_gamma", 0, True), ("weight_decay", 0, False), ("grad_clip", 0, False),
+                            ("shuffle_buffer", 1, False), ("prefetch", 1, False), ("betas", 0, False)))
+        check_choice(self, "device", ("auto", "cpu", "cuda"))
 
 
 DISTILL_PRESETS = {
@@ -171,6 +177,8 @@ def distill(method: str, preset: str = "tiny", seed: int = 0, store: str | os.Pa
                            f"pass --preset {manifest['preset']}")
     run_config = {"kind": "distill", "method": method, "preset": preset, "seed": seed,
                   "config": run_settings(method, cfg), "store_fingerprint": fingerprint(manifest)}
+    if METHODS[method].teachers is not None:   # a teacher subset is part of what the run is
+        run_config["teachers"] = list(METHODS[method].teachers)
     run = RunDir.for_config("distill", preset, method, run_config, runs_root)
     if run.is_finished():
         return run
@@ -234,6 +242,13 @@ class _Setup:
 def _build(job: _Job, device: torch.device) -> _Setup:
     st, manifest = job.store, job.store.manifest
     names = teacher_names(st)
+    subset = METHODS[job.method].teachers
+    if subset is not None:
+        missing = [n for n in subset if n not in names]
+        if missing:
+            raise MethodError(f"{job.store_path}: method {job.method!r} distils from {', '.join(missing)}, which the "
+                              f"store does not hold (it has {', '.join(names)})")
+        names = list(subset)
     classes = list(manifest["dataset"]["classes"])
     multilabel = bool(manifest["dataset"].get("multilabel", False))
     student = build_model("alexnet", len(classes), job.preset)
@@ -315,15 +330,25 @@ def _train_epoch(job: _Job, s: _Setup, train_model: nn.Module, reader: Streaming
     train_model.train()
     sums: dict[str, float] = {}
     n_batches = 0
-    for batch in _bar(reader, progress and job.rank == 0, f"{job.method} epoch {epoch + 1}/{epochs}"):
+    # how long the step waits for the reader (the time spent inside next()), against the epoch
+    batches = iter(_bar(reader, progress and job.rank == 0, f"{job.method} epoch {epoch + 1}/{epochs}"))
+    waited, t_epoch = 0.0, time.perf_counter()
+    while True:
+        t0 = time.perf_counter()
+        batch = next(batches, None)
+        waited += time.perf_counter() - t0
+        if batch is None:
+            break
         tb = _batch_to_teachers(batch, s.names)
         x = _student_input(batch, size)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             _, terms = train_model(x, tb)
         loss = sum(terms.values())
         if not torch.isfinite(loss):
-            raise DistillError(f"{job.method}: non-finite loss at epoch {epoch + 1} "
-                               f"({ {k: float(v) for k, v in terms.items()} })")
+            bad = [k for k, v in terms.items() if not torch.isfinite(v)]
+            raise DistillError(f"{job.run.path}: {job.method}: the loss went non-finite at epoch {epoch + 1}, step "
+                               f"{n_batches + 1}; first non-finite term: {bad[0] if bad else 'the sum'} "
+                               f"({', '.join(f'{k}={float(v):.4g}' for k, v in terms.items())}); try a lower lr")
         s.opt.zero_grad(set_to_none=True)
         loss.backward()
         if job.cfg.grad_clip:
@@ -336,8 +361,11 @@ def _train_epoch(job: _Job, s: _Setup, train_model: nn.Module, reader: Streaming
             sums[k] = sums.get(k, 0.0) + float(v)
         n_batches += 1
     s.sched.step()
+    elapsed = time.perf_counter() - t_epoch
     return {"epoch": epoch + 1, "lr": s.opt.param_groups[0]["lr"], "batches": n_batches,
-            **{k: v / max(n_batches, 1) for k, v in sums.items()}}
+            **{k: v / max(n_batches, 1) for k, v in sums.items()},
+            "time/epoch_s": round(elapsed, 3), "time/reader_wait_s": round(waited, 3),
+            "time/reader_wait_share": round(waited / elapsed, 4) if elapsed > 0 else 0.0}
 
 
 def run_settings(method: str, cfg: DistillConfig) -> dict:

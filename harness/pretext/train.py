@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from harness.checkpoints import load_verified, save_atomic, weights_sha256
-from harness.config import resolve, to_dict
+from harness.config import ConfigError, check_bounds, resolve, to_dict
 from harness.data.index import open_index
 from harness.errors import HarnessError
 from harness.pretext.base import PretextTask, get_task
@@ -54,7 +54,14 @@ class PretrainConfig:
     max_videos: int = 0          # 0 = every unlabeled video
     model_preset: str = ""       # MODEL_PRESETS entry; "" = the run's preset
     device: str = "auto"         # torch device; "auto" = cuda if available, else cpu
-    task: Any = None
+    task: Any = None             # the task's own knobs (its Knobs dataclass; --set task.<knob>=...)
+
+    def __post_init__(self):
+        check_bounds(self, (("epochs", 1, False), ("iters_per_epoch", 1, False), ("batch_size", 1, False),
+                            ("lr", 0, True), ("weight_decay", 0, False), ("eval_batches", 1, False),
+                            ("decode_size", 0, False), ("max_videos", 0, False)))
+        if not 0.0 < self.eval_fraction < 1.0:
+            raise ConfigError(f"config key 'eval_fraction': must lie in (0, 1), got {self.eval_fraction!r}")
 
 
 PRETRAIN_PRESETS: dict[str, PretrainConfig] = {
@@ -109,6 +116,11 @@ def decode_unlabeled(root: Path, decode_size: int = 0, max_videos: int = 0,
     size = (decode_size, decode_size) if decode_size else None
     videos = [read_video(r.path, size=size) for r in tqdm(records, desc="decode", unit="video",
                                                           disable=not progress, leave=False)]
+    sizes = sorted({v.shape[1:3] for v in videos})
+    if len(sizes) > 1:   # the tasks stack frames of different videos into one batch
+        raise PretrainError(f"{root / 'unlabeled.txt'}: the videos have {len(sizes)} frame sizes "
+                            f"({', '.join(f'{w}x{h}' for h, w in sizes[:4])}); decode them to one with "
+                            f"--set decode_size=N")
     return videos, [r.video_id for r in records], index.fingerprint()
 
 

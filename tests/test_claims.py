@@ -1,0 +1,114 @@
+"""Paired intervals and verdicts on hand-made predictions whose answer is known."""
+
+import numpy as np
+import pytest
+
+from harness.tables.claims import Cell, ClaimError, Claim, judge, paired_difference
+
+V = 200
+
+
+def _cell(name, correct_by_seed, num_classes=3):
+    """A cell whose seed s is right exactly on the videos where correct_by_seed[s] is 1."""
+    targets = np.arange(V) % num_classes
+    by_seed = {}
+    for s, correct in correct_by_seed.items():
+        pred = np.where(np.asarray(correct, bool), targets, (targets + 1) % num_classes)
+        by_seed[s] = {"scores": np.eye(num_classes)[pred], "targets": targets, "video_ids": np.arange(V)}
+    return Cell(name, by_seed)
+
+
+def test_a_sure_win_holds_a_sure_loss_fails_a_tie_is_inconclusive():
+    right, wrong = np.ones(V), np.zeros(V)
+    win = paired_difference(_cell("a", {0: right, 1: right}), _cell("b", {0: wrong, 1: wrong}), n_boot=500)
+    assert win.diff == 100.0 and win.lo == win.hi == 100.0 and win.verdict == "holds" and win.paired_seeds
+    loss = paired_difference(_cell("a", {0: wrong}), _cell("b", {0: right}), n_boot=500)
+    assert loss.verdict == "fails"
+    half = (np.arange(V) % 2).astype(float)
+    tie = paired_difference(_cell("a", {0: half}), _cell("b", {0: half}), n_boot=500)
+    assert tie.diff == 0.0 and tie.verdict == "inconclusive"
+
+
+def test_the_bootstrap_error_matches_the_paired_formula_for_one_seed():
+    """One seed: the SE of a mean of per-video differences d_v is std(d) / sqrt(V)."""
+    rng = np.random.default_rng(1)
+    ca = (rng.random(V) < 0.6).astype(float)
+    cb = np.where(rng.random(V) < 0.15, 1.0 - ca, ca)     # b mostly right where a is: strongly paired
+    d = paired_difference(_cell("a", {0: ca}), _cell("b", {0: cb}), n_boot=20_000)
+    oracle = 100.0 * (ca - cb).std(ddof=0) / np.sqrt(V)
+    assert d.diff == pytest.approx(100.0 * (ca.mean() - cb.mean()))
+    assert d.se == pytest.approx(oracle, rel=0.05)
+    # pairing matters: two accuracies resampled independently would have a far larger error
+    unpaired = 100.0 * np.sqrt(ca.var() / V + cb.var() / V)
+    assert d.se < 0.7 * unpaired
+
+
+def test_a_small_difference_on_few_videos_is_inconclusive_and_several_opponents_need_all():
+    # a and b disagree on 40 of 200 videos, a right on 22 of them, b on 18: +2 points, SE ~3
+    base = np.zeros(V)
+    base[:100] = 1.0
+    better = base.copy()
+    better[:18] = 0.0          # b right, a wrong
+    better[100:122] = 1.0      # a right, b wrong
+    cells = {"a": _cell("a", {0: better}), "b": _cell("b", {0: base}), "c": _cell("c", {0: np.zeros(V)})}
+    assert judge(Claim("a beats b", "t", "a", ("b",)), cells, n_boot=2000)["verdict"] == "inconclusive"
+    assert judge(Claim("a beats c", "t", "a", ("c",)), cells, n_boot=2000)["verdict"] == "holds"
+    assert judge(Claim("a is best", "t", "a", ("b", "c")), cells, n_boot=2000)["verdict"] == "inconclusive"
+    assert judge(Claim("c is best", "t", "c", ("a", "b")), cells, n_boot=2000)["verdict"] == "fails"
+
+
+def test_runs_on_other_videos_or_without_predictions_are_refused():
+    a = _cell("a", {0: np.ones(V)})
+    b = _cell("b", {0: np.ones(V)})
+    b.by_seed[0]["video_ids"] = np.arange(V)[::-1].copy()
+    with pytest.raises(ClaimError, match="b \\(seed 0\\): its test videos differ"):
+        paired_difference(a, b, n_boot=10)
+    with pytest.raises(ClaimError, match="c: no runs with saved test predictions"):
+        paired_difference(a, Cell("c", {}), n_boot=10)
+
+
+def test_seeds_are_resampled_together_when_both_cells_have_them():
+    """A seed that is good for both methods must not count as a difference: with the seeds
+    paired the error stays small; resampled independently it would be tens of points."""
+    right, wrong = np.ones(V), np.zeros(V)
+    b0 = right.copy()
+    b0[:10] = 0.0
+    d = paired_difference(_cell("a", {0: right, 1: wrong}), _cell("b", {0: b0, 1: wrong}), n_boot=4000)
+    assert d.paired_seeds and d.diff == pytest.approx(2.5) and d.se < 3.0
+    unpaired = paired_difference(_cell("a", {0: right, 1: wrong}), _cell("b", {5: b0, 6: wrong}), n_boot=4000)
+    assert not unpaired.paired_seeds and unpaired.se > 20.0
+
+
+def test_claims_render_from_run_folders_beside_the_paper(tmp_path):
+    import json
+
+    from harness.data.frames import save_predictions
+    from harness.runs import RunDir
+    from harness.tables.claims import TABLE2_CLAIMS, cells_from_runs, render_claims
+    from harness.tables.render import paper_numbers
+
+    targets = np.arange(V) % 3
+    rng = np.random.default_rng(0)
+    rates = {"fusion": 0.3, "ensemble": 0.3, "kd": 0.4, "mmgd": 0.5, "gl": 0.55, "feat": 0.45, "gr": 0.5,
+             "mmgd+gr": 0.6, "gl+gr": 0.95}
+    runs = {}
+    for m, rate in rates.items():
+        runs[m] = []
+        for s in (0, 1):
+            folder = tmp_path / f"{m}-{s}"
+            folder.mkdir()
+            right = rng.random(V) < rate
+            pred = np.where(right, targets, (targets + 1) % 3)
+            save_predictions(folder, np.eye(3)[pred], targets, np.arange(V))
+            (folder / "final.json").write_text(json.dumps({"seed": s, "value": float(right.mean())}))
+            runs[m].append(RunDir(folder))
+    cells = cells_from_runs(runs)
+    results = [judge(c, cells, n_boot=300) for c in TABLE2_CLAIMS]
+    md = render_claims(results, {1: paper_numbers(1), 2: paper_numbers(2)}, "synth-tiny, split 1", "harness claims",
+                       tmp_path / "out")
+    best = next(r for r in results if r["claim"] == "G_l+G_r is the best row of Table 2")
+    assert best["verdict"] == "holds" and len(best["differences"]) == 8
+    assert "| G_l+G_r beats MMGD+G_r | Table 2 |" in md and "| +1.9 |" in md   # paper: 68.9 - 67.0
+    assert "not tested by this harness yet" in md and "Median standard error of a paired difference" in md
+    data = json.loads((tmp_path / "out" / "claims.json").read_text())
+    assert data["verdicts"]["holds"] + data["verdicts"]["fails"] + data["verdicts"]["inconclusive"] == len(results)
