@@ -283,9 +283,11 @@ def cache_teachers(preset, seed, fmt, store, views, teachers, data_root, info_pa
         return
     from harness import pipeline
     from harness.cache.teachers import cache_teachers as run_cache
-    from harness.cache.teachers import store_target
+    from harness.cache.teachers import cache_config, store_target
 
-    store_target(preset, store, fmt)   # a name of the other format fails before any teacher is trained
+    # bad settings and a name of the other format fail before any teacher is trained
+    cache_config(preset, parse_overrides(overrides), views)
+    store_target(preset, store, fmt)
 
     root = pipeline.ensure_data(preset, data_root)
     if teachers:

@@ -64,7 +64,7 @@ def _coerce(value: Any, current: Any, key: str) -> Any:
         if isinstance(current, (int, float)):
             number = type(current)(value)
             if isinstance(number, float) and not math.isfinite(number):
-                raise ConfigError(f"config key {key!r}: {value!r} is not a finite number")
+                raise OverflowError(value)
             return number
         if isinstance(current, tuple):
             # a tuple knob: "[1, 2]" (JSON), "1,2" or "1" (one value), "" or "[]" (empty)
@@ -77,6 +77,8 @@ def _coerce(value: Any, current: Any, key: str) -> Any:
                 raise ValueError(value)
             return tuple(items)
         return type(current)(json.loads(value))
+    except OverflowError:
+        raise ConfigError(f"config key {key!r}: {value!r} is not a finite number") from None
     except (ValueError, TypeError, json.JSONDecodeError) as exc:
         raise ConfigError(f"config key {key!r}: cannot read {value!r} as {type(current).__name__}") from exc
 

@@ -66,10 +66,11 @@ def run_method(method: str, preset: str, seed: int = 0, overrides: dict | None =
     """One Table 2 row: the store (``student_store`` of the teachers of ``teacher_seed``) then
     the distillation run of ``seed`` (reused if finished)."""
     from harness.distill.methods import METHODS, MethodError
-    from harness.distill.runner import distill
+    from harness.distill.runner import _resolve_config, distill
 
     if method not in METHODS:  # before any expensive step
         raise MethodError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    _resolve_config(preset, overrides)   # a bad --set fails here, before teachers or a store are made
     path = student_store(preset, teacher_seed, store=store, data_root=data_root, progress=progress)
     return distill(method, preset, seed, path, overrides=overrides, progress=progress)
 

@@ -68,7 +68,8 @@ def test_cache_and_data_bad_arguments_fail_before_any_work(tmp_path, monkeypatch
 
 
 def _damaged_copy(smoke_store, tmp_path, field, split):
-    """A copy of the smoke store with one NaN in ``field`` of the first ``split`` item."""
+    """A copy of the smoke store with one NaN in ``field`` of the first ``split`` item (a chunk
+    whose checksum still matches: the NaN was written, not damaged afterwards)."""
     import zarr
 
     from harness.cache.store import FeatureStore
@@ -82,6 +83,17 @@ def _damaged_copy(smoke_store, tmp_path, field, split):
     value = arr[item]
     value.flat[0] = np.nan
     arr[item] = value
+    # as a teacher that produced the NaN would have written it: the checksum matches the NaN
+    import json
+
+    from harness.cache.store import chunk_checksum
+
+    with FeatureStore.open(copy) as st:
+        start, stop = st.chunk_range(chunk)
+        marker = copy / "_progress" / f"chunk_{chunk:06d}.done"
+        record = json.loads(marker.read_text())
+        record["checksums"][field] = chunk_checksum(st.read(field, slice(start, stop)))
+    marker.write_text(json.dumps(record))
     return copy, chunk
 
 
@@ -144,3 +156,12 @@ def test_real_data_problems_are_named_before_work_starts(smoke_data, tmp_path, m
     (mixed / "unlabeled.txt").write_text("u0.avi\nu1.avi\nu2.avi\n")
     _fails_cleanly(["pretrain", "--task", "motion", "--preset", "smoke", "--data-root", str(mixed)],
                    "2 frame sizes", "--set decode_size=N")
+
+
+def test_a_bad_setting_fails_before_teachers_or_a_store_are_made(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HARNESS_RUNS", str(tmp_path / "runs"))
+    _fails_cleanly(["distill", "--method", "kd", "--preset", "smoke", "--store", str(tmp_path / "new.zarr"),
+                    "--set", "lr=-1"], "'lr': must be > 0")
+    _fails_cleanly(["table2", "--preset", "smoke", "--seeds", "0"], "--seeds")
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "new.zarr").exists()

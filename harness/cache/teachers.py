@@ -225,6 +225,11 @@ def _classes_without_training_items(index) -> list[str]:
     return [c for c, n in zip(index.classes, counts) if n == 0]
 
 
+def cache_config(preset: str, overrides: dict[str, Any] | None = None, views: int | None = None) -> CacheConfig:
+    """The preset's cache settings with ``--set`` overrides and ``--views`` applied (validated)."""
+    return resolve(CACHE_PRESETS, preset, {**(overrides or {}), **({"views": views} if views is not None else {})})
+
+
 def store_target(preset: str, store: str | os.PathLike | None, fmt: str) -> Path:
     """Where a store of format ``fmt`` goes: ``store``, or the preset's default; a name whose
     suffix says the other format (``x.zarr`` with hdf5) is refused before anything runs."""
@@ -247,7 +252,7 @@ def cache_teachers(preset: str, teacher_checkpoints: dict[str, str | os.PathLike
     """Create (or resume) the teacher feature store for ``preset``; returns it once complete."""
     from harness.utils import pick_device
 
-    cfg = resolve(CACHE_PRESETS, preset, {**(overrides or {}), **({"views": views} if views is not None else {})})
+    cfg = cache_config(preset, overrides, views)
     store_path = store_target(preset, store, fmt)
     indexes = {0: open_index(cfg.dataset, data_root, split=cfg.split, subset="train"),
                1: open_index(cfg.dataset, data_root, split=cfg.split, subset="test")}

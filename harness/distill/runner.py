@@ -331,35 +331,41 @@ def _train_epoch(job: _Job, s: _Setup, train_model: nn.Module, reader: Streaming
     sums: dict[str, float] = {}
     n_batches = 0
     # how long the step waits for the reader (the time spent inside next()), against the epoch
-    batches = iter(_bar(reader, progress and job.rank == 0, f"{job.method} epoch {epoch + 1}/{epochs}"))
+    bar = _bar(reader, progress and job.rank == 0, f"{job.method} epoch {epoch + 1}/{epochs}")
+    batches = iter(bar)
     waited, t_epoch = 0.0, time.perf_counter()
-    while True:
-        t0 = time.perf_counter()
-        batch = next(batches, None)
-        waited += time.perf_counter() - t0
-        if batch is None:
-            break
-        tb = _batch_to_teachers(batch, s.names)
-        x = _student_input(batch, size)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            _, terms = train_model(x, tb)
-        loss = sum(terms.values())
-        if not torch.isfinite(loss):
-            bad = [k for k, v in terms.items() if not torch.isfinite(v)]
-            raise DistillError(f"{job.run.path}: {job.method}: the loss went non-finite at epoch {epoch + 1}, step "
-                               f"{n_batches + 1}; first non-finite term: {bad[0] if bad else 'the sum'} "
-                               f"({', '.join(f'{k}={float(v):.4g}' for k, v in terms.items())}); try a lower lr")
-        s.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if job.cfg.grad_clip:
-            nn.utils.clip_grad_norm_(s.params, job.cfg.grad_clip)
-        s.opt.step()
-        for k, v in terms.items():
-            sums[k] = sums.get(k, 0.0) + float(v.detach())
-        sums["loss"] = sums.get("loss", 0.0) + float(loss.detach())
-        for k, v in meth.stats().items():     # logged, not part of the loss
-            sums[k] = sums.get(k, 0.0) + float(v)
-        n_batches += 1
+    try:
+        while True:
+            t0 = time.perf_counter()
+            batch = next(batches, None)
+            waited += time.perf_counter() - t0
+            if batch is None:
+                break
+            tb = _batch_to_teachers(batch, s.names)
+            x = _student_input(batch, size)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                _, terms = train_model(x, tb)
+            loss = sum(terms.values())
+            if not torch.isfinite(loss):
+                bad = [k for k, v in terms.items() if not torch.isfinite(v)]
+                shown = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
+                raise DistillError(f"{job.run.path}: {job.method}: the loss went non-finite at epoch {epoch + 1}, "
+                                   f"step {n_batches + 1}; first non-finite term: {bad[0] if bad else 'the sum'} "
+                                   f"({shown}); try a lower lr")
+            s.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if job.cfg.grad_clip:
+                nn.utils.clip_grad_norm_(s.params, job.cfg.grad_clip)
+            s.opt.step()
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
+            sums["loss"] = sums.get("loss", 0.0) + float(loss.detach())
+            for k, v in meth.stats().items():     # logged, not part of the loss
+                sums[k] = sums.get(k, 0.0) + float(v)
+            n_batches += 1
+    finally:
+        if hasattr(bar, "close"):   # a failing step clears its progress bar before the error prints
+            bar.close()
     s.sched.step()
     elapsed = time.perf_counter() - t_epoch
     return {"epoch": epoch + 1, "lr": s.opt.param_groups[0]["lr"], "batches": n_batches,
