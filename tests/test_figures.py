@@ -40,4 +40,5 @@ def test_curves_weights_and_filters_are_written_with_their_runs(tmp_path):
     first = (out / "fig4a_curves.png").read_bytes()
     fig4a_curves(runs, {m: m for m in runs}, out)
     assert (out / "fig4a_curves.png").read_bytes() == first       # redrawn from the same runs: same bytes
-    assert np.asarray(_first_conv({"features.0.weight": conv.weight})).shape == (4, 3, 5, 5)
+    key, w = _first_conv({"features.0.weight": conv.weight})
+    assert key == "features.0.weight" and w.shape == (4, 3, 5, 5)

@@ -69,11 +69,14 @@ def fig4a_curves(runs: dict[str, list], labels: dict[str, str], out_dir: Path) -
                  "Test accuracy per epoch of the distilled student, mean over seeds (band: min to max).")
 
 
-def _first_conv(state_dict: dict) -> np.ndarray | None:
-    """The first 4-D weight that reads RGB (3 input channels), else None."""
+def _first_conv(state_dict: dict) -> tuple[str, np.ndarray] | None:
+    """The first 4-D weight with 3 input channels and its key, else None. For the conv
+    backbones that is conv1 on RGB; PredNet has none on its input (its ConvLSTM reads the
+    frame with the error maps), so its panel shows the first 3-channel convolution it has,
+    named by its key."""
     for key, value in state_dict.items():
         if key.endswith("weight") and value.ndim == 4 and value.shape[1] == 3:
-            return value.detach().float().cpu().numpy()
+            return key, value.detach().float().cpu().numpy()
     return None
 
 
@@ -95,12 +98,13 @@ def fig3_conv1(models: dict[str, tuple[dict, str]], out_dir: Path) -> list[Path]
     plt = _plt()
     fig, axes = plt.subplots(1, len(models), figsize=(2.6 * len(models), 2.8))
     for ax, (title, (sd, _)) in zip(np.atleast_1d(axes), models.items()):
-        w = _first_conv(sd)
-        if w is None:
-            ax.text(0.5, 0.5, "no RGB convolution\n(ConvLSTM input)", ha="center", va="center", fontsize=8)
+        found = _first_conv(sd)
+        if found is None:
+            ax.text(0.5, 0.5, "no 3-channel convolution", ha="center", va="center", fontsize=8)
         else:
+            key, w = found
             ax.imshow(_filter_grid(w), interpolation="nearest")
-            title = f"{title}\n{w.shape[0]} x {w.shape[2]}x{w.shape[3]}"
+            title = f"{title}\n{key}: {w.shape[0]} x {w.shape[2]}x{w.shape[3]}"
         ax.set_title(title, fontsize=8)
         ax.axis("off")
     fig.suptitle("Fig. 3 (ours): first-layer filters, each filter scaled to its own range", fontsize=9)
