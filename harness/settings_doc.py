@@ -9,6 +9,7 @@ import dataclasses
 import inspect
 import json
 import re
+import typing
 
 from harness.config import ConfigError
 
@@ -36,6 +37,10 @@ def dataclass_rows(section: str, obj, ref, prefix: str = "", keep=None) -> list[
     value); ``keep(name)`` filters top-level fields."""
     cls = type(obj)
     docs = field_docs(cls)
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:   # an annotation that does not resolve here: no choices shown
+        hints = {}
     rows = []
     for f in dataclasses.fields(cls):
         if keep is not None and not keep(f.name):
@@ -44,8 +49,10 @@ def dataclass_rows(section: str, obj, ref, prefix: str = "", keep=None) -> list[
         if dataclasses.is_dataclass(value):
             rows += dataclass_rows(section, value, preset_value, f"{prefix}{f.name}.")
             continue
+        hint = hints.get(f.name)
+        choices = list(typing.get_args(hint)) if typing.get_origin(hint) is typing.Literal else None
         rows.append({"section": section, "key": prefix + f.name, "value": value, "preset_default": preset_value,
-                     "default": _default(f), "doc": docs.get(f.name, "")})
+                     "default": _default(f), "doc": docs.get(f.name, ""), "choices": choices})
     return rows
 
 
@@ -103,7 +110,8 @@ def render(rows: list[dict], as_json: bool = False) -> str:
     for r in rows:
         mark = " (set)" if r["value"] != r["preset_default"] else ""
         default = "(per preset)" if r["default"] is None else repr(r["default"])
-        doc = r["doc"].replace("|", "or")
+        doc = r["doc"].replace("|", "or") + (f" (one of: {', '.join(map(str, r['choices']))})"
+                                             if r.get("choices") else "")
         lines.append(f"| {r['section']} | `{r['key']}` | {r['value']!r}{mark} | {r['preset_default']!r} | "
                      f"{default} | {doc} |")
     return "\n".join(lines)

@@ -72,3 +72,20 @@ def test_config_show_covers_every_stage_and_documents_every_field():
     assert out.exit_code == 2 and "pass --task" in out.output
     out = CliRunner().invoke(main, ["config", "show", "--stage", "synth", "--preset", "paper"])
     assert out.exit_code == 2 and "has no synthetic set" in out.output
+
+
+def test_choice_keys_are_typed_from_the_graphs_own_tuples():
+    """Every choice key of MethodSettings is a Literal type built from the same tuple that
+    validates it, and config show lists the choices."""
+    import typing
+
+    from harness.distill.graphs import LogitsGraph
+    from harness.distill.methods import _CHOICES, MethodSettings
+    from harness.settings_doc import describe
+
+    hints = typing.get_type_hints(MethodSettings)
+    for key, choices in _CHOICES.items():
+        assert typing.get_origin(hints[key]) is typing.Literal and typing.get_args(hints[key]) == tuple(choices)
+    assert typing.get_args(hints["gl_reading"]) == LogitsGraph.READINGS
+    rows = {r["key"]: r for r in describe("tiny", "gl", {})}
+    assert rows["gl_reading"]["choices"] == list(LogitsGraph.READINGS) and rows["lam"]["choices"] is None

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Literal
 
 import torch
 from torch import nn
@@ -134,7 +134,11 @@ _CHOICES = {
     "gl_reading": LogitsGraph.READINGS, "gl_em": LogitsGraph.EMS, "gl_ground_cost": ("prototypes", "01"),
     "em_grad": GRAD_MODES, "gr_sketch": RepresentationGraph.SKETCHES, "gr_l2_over": RepresentationGraph.L2_OVER,
     "gr_vertex_scale": RepresentationGraph.VERTEX_SCALES,
+    "staged_channel_reduction": ("mean", "sum"), "staged_stage_point": ("relu", "pool"),
 }
+# ... and the fields' types: typing.get_type_hints(MethodSettings) gives Literal[choices] per key
+for _key, _choices in _CHOICES.items():
+    MethodSettings.__annotations__[_key] = Literal[_choices]
 # (key, lower bound, strict): values (or each value of a tuple) must be finite and above it
 _BOUNDS = [
     ("beta", 0, False), ("kd_temperature", 0, True), ("gl_temperatures", 0, True), ("gl_gd_reg", 0, False),
@@ -460,10 +464,6 @@ class StagedKD(Method):
         if len(ctx.student_stage_channels) != len(STAGE_NAMES):
             raise MethodError(f"staged-kd: needs the channels of the student's {len(STAGE_NAMES)} conv blocks "
                               f"(MethodContext.student_stage_channels), got {ctx.student_stage_channels!r}")
-        for key, value, choices in (("staged_stage_point", s.staged_stage_point, ("relu", "pool")),
-                                    ("staged_channel_reduction", s.staged_channel_reduction, ("mean", "sum"))):
-            if value not in choices:
-                raise MethodError(f"staged-kd: {key}={value!r} is not one of {', '.join(choices)}")
         if s.staged_phase_epochs < 0:
             raise MethodError(f"staged-kd: staged_phase_epochs must be >= 0, got {s.staged_phase_epochs}")
         self.substages = SubstageDistill(ctx.student_stage_channels, ctx.teacher_channels,
