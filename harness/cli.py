@@ -416,11 +416,11 @@ def figures(preset, seed, store, data_root, seeds):
     G_l+G_r and MMGD vs MMGD+G_r), fig3_conv1 (first-layer filters of the teachers and of the
     MMGD and G_l+G_r students) and graph_weights (learned G_l adjacency, G_r vertex weights).
     """
-    import torch
-
     from harness import pipeline
     from harness.cache.store import FeatureStore
+    from harness.checkpoints import load_checkpoint, load_verified
     from harness.distill.methods import METHODS
+    from harness.errors import HarnessError
     from harness.tables.figures import fig3_conv1, fig4a_curves, graph_weights
     from harness.tables.tables import GENERATED
 
@@ -432,12 +432,13 @@ def figures(preset, seed, store, data_root, seeds):
     path = pipeline.student_store(preset, seed_ids[0], store=store, data_root=data_root)
     with FeatureStore.open(path) as st:
         teachers = st.manifest["teachers"]
-    models = {f"teacher {name}": (torch.load(t["checkpoint"], map_location="cpu", weights_only=False)["state_dict"],
-                                  t["checkpoint"]) for name, t in teachers.items()}
+    models = {f"teacher {name}": (load_verified(t["checkpoint"], HarnessError, "fine-tuned checkpoint",
+                                                "state_dict")["state_dict"], t["checkpoint"])
+              for name, t in teachers.items()}
     for method in ("mmgd", "gl+gr"):
         run = runs[method][0]
-        models[f"student {METHODS[method].label}"] = (torch.load(run.path / "student.pt", map_location="cpu"),
-                                                      str(run.path))
+        models[f"student {METHODS[method].label}"] = (load_checkpoint(run.path / "student.pt", HarnessError,
+                                                                      "student weights"), str(run.path))
     written += fig3_conv1(models, out)
     click.echo("\n".join(str(p) for p in written))
 

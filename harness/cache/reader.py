@@ -5,8 +5,8 @@ One pass over a :class:`StreamingReader` is one epoch. Order: the chunks are per
 them (at most ``prefetch`` waiting in a queue); the consumer keeps ``shuffle_buffer`` chunks
 and draws every batch uniformly from the items still in them, releasing a chunk once all its
 items are drawn (a batch's rows are copied out as they are drawn). So at most
-``shuffle_buffer + prefetch + 1`` chunks are alive whatever the store size, and the order depends only on ``(seed, epoch, rank,
-world_size)``.
+``shuffle_buffer + prefetch + 1`` chunks are alive whatever the store size, and the order
+depends only on ``(seed, epoch, rank, world_size)``.
 """
 
 from __future__ import annotations

@@ -146,15 +146,11 @@ def suggest_chunk_items(fields: Sequence[FieldSpec], target_bytes: int = 32 << 2
 # ---- small file helpers ------------------------------------------------------------------
 
 
-_fsync_path = fsync_path
-
-
 def chunk_checksum(arr: np.ndarray) -> int:
     """crc32 of an array's bytes (C order): what a chunk's marker records per field."""
     import zlib
 
     return zlib.crc32(memoryview(np.ascontiguousarray(arr)).cast("B"))
-_write_atomic = write_bytes_atomic   # fsync, rename over the target, fsync the folder
 
 
 def _norm(obj: Any) -> Any:
@@ -613,7 +609,7 @@ class ZarrStore(FeatureStore):
                 chunk_key_encoding={"name": "default", "separator": "/"},
             )
         (path / "_progress").mkdir()
-        _write_atomic(path / STORE_JSON, json.dumps(record, indent=2, sort_keys=True).encode())
+        write_bytes_atomic(path / STORE_JSON, json.dumps(record, indent=2, sort_keys=True).encode())
         (path / cls._CREATING).unlink()
 
     @classmethod
@@ -640,9 +636,9 @@ class ZarrStore(FeatureStore):
             # not written at all (zarr's write_empty_chunks=False): it reads back as zeros.
             chunk_file = self._chunk_files(name, i)
             if chunk_file.exists():
-                _fsync_path(chunk_file)
+                fsync_path(chunk_file)
         # the marker holds the chunk's checksums: its presence says "done", its content "what"
-        _write_atomic(self._marker(i), json.dumps({"checksums": checksums}, sort_keys=True).encode())
+        write_bytes_atomic(self._marker(i), json.dumps({"checksums": checksums}, sort_keys=True).encode())
 
     def chunk_checksums(self, i: int) -> dict[str, int] | None:
         try:
@@ -735,7 +731,7 @@ class HDF5Store(FeatureStore):
         parts = Path(str(path) + ".parts")
         parts.mkdir(parents=True, exist_ok=True)
         (parts / "extra").mkdir(exist_ok=True)
-        _write_atomic(parts / STORE_JSON, json.dumps(record, indent=2, sort_keys=True).encode())
+        write_bytes_atomic(parts / STORE_JSON, json.dumps(record, indent=2, sort_keys=True).encode())
 
     @classmethod
     def _open(cls, path: Path, mode: str) -> "HDF5Store":
@@ -820,9 +816,12 @@ class HDF5Store(FeatureStore):
             with atomic_path(self.path, durable=True) as tmp:
                 with h5py.File(tmp, "w") as out:
                     dsets = {f.name: self._create_dataset(out, f, self.n_items) for f in self._fields}
+                    sums = {}
                     for i in range(self.n_chunks):
                         start, _ = self.chunk_range(i)
                         with h5py.File(self._part(i), "r") as part:
+                            if "harness_checksums" in part.attrs:
+                                sums[str(i)] = json.loads(part.attrs["harness_checksums"])
                             for f in self._fields:
                                 zero = (0,) * (1 + len(f.item_shape))
                                 src = part[f.name]
@@ -834,11 +833,6 @@ class HDF5Store(FeatureStore):
                     for npy in sorted((self.parts / "extra").glob("*.npy")):
                         out.create_dataset("extra/" + npy.stem.replace("%", "/"), data=np.load(npy))
                     out.attrs["harness_store"] = json.dumps(record, sort_keys=True)
-                    sums = {}
-                    for i in range(self.n_chunks):
-                        with h5py.File(self._part(i), "r") as part:
-                            if "harness_checksums" in part.attrs:
-                                sums[str(i)] = json.loads(part.attrs["harness_checksums"])
                     out.attrs["harness_chunk_checksums"] = json.dumps(sums, sort_keys=True)
             self._record = record
             shutil.rmtree(self.parts, ignore_errors=True)

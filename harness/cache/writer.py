@@ -75,28 +75,33 @@ def write_store(
     others = []   # chunks another live process claimed first: it writes them
     try:
         for i in todo:
-            if store.is_complete() or i in set(store.completed_chunks()):
+            if _written(store, i):   # by another writer since this one listed the chunks
                 bar.update(1)
                 continue
             with claim_chunk(store, i) as mine_now:
                 if not mine_now:
                     others.append(i)
                     continue
-                if i not in set(store.completed_chunks()):   # written while this process waited
+                if not _written(store, i):   # written between the check and the claim
                     store.write_chunk(i, produce_chunk(i))
             bar.update(1)
     finally:
         bar.close()
     for i in others:   # a claimant that died leaves its claim stale: take the chunk over
-        while i not in set(store.completed_chunks()) and not store.is_complete():
+        while not _written(store, i):
             with claim_chunk(store, i) as mine_now:
-                if mine_now and i not in set(store.completed_chunks()):
+                if mine_now and not _written(store, i):
                     store.write_chunk(i, produce_chunk(i))
                     break
             time.sleep(0.2)
     if isinstance(store, HDF5Store) and not store.finalized:
         store.finalize()
     return store
+
+
+def _written(store: FeatureStore, i: int) -> bool:
+    """Chunk ``i`` is marked done (an HDF5 store merged by another writer has every chunk)."""
+    return i in set(store.completed_chunks())
 
 
 @contextlib.contextmanager

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from harness.cache.schema import TEACHER_OUTPUTS
-from harness.config import ConfigError, check_bounds
+from harness.config import ConfigError, check_bounds, check_choice
 from harness.distill.graphs import LogitsGraph, MMGDGraph, RepresentationGraph, UniformFeatureDistill
 from harness.distill.losses.ce import classification_loss, soft_cross_entropy
 from harness.distill.losses.em import GRAD_MODES, SINKHORN
@@ -119,8 +119,7 @@ class MethodSettings:
 
     def __post_init__(self):
         for key, choices in _CHOICES.items():
-            if getattr(self, key) not in choices:
-                raise ConfigError(f"config key {key!r}: {getattr(self, key)!r} is not one of {', '.join(choices)}")
+            check_choice(self, key, choices)
         check_bounds(self, _BOUNDS)
         if not 0.0 <= self.lam <= 1.0:
             raise ConfigError(f"config key 'lam': must lie in [0, 1], got {self.lam!r}")

@@ -11,7 +11,6 @@ Every figure's caption file (``<name>.txt``) names the runs it was drawn from.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -40,8 +39,7 @@ def _save(fig, out_dir: Path, name: str, runs: list[str], caption: str) -> list[
 
 
 def _curve(run) -> tuple[np.ndarray, np.ndarray]:
-    rows = [json.loads(line) for line in (Path(run.path) / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    rows = [r for r in rows if "test_value" in r]
+    rows = [r for r in run.rows() if "test_value" in r]
     return np.array([r["epoch"] for r in rows]), 100.0 * np.array([r["test_value"] for r in rows])
 
 

@@ -83,10 +83,9 @@ def seed_stats(per_seed: dict[int, float]) -> tuple[float | None, float | None]:
     return mean, (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
 
 
-def _ours_cell(row: MeasuredRow) -> str:
+def _ours_cell(row: MeasuredRow, std: float | None) -> str:
     if row.value is None:
         return "-"
-    _, std = seed_stats(row.per_seed)
     return f"{row.value:.1f}" if std is None else f"{row.value:.1f} ± {std:.1f}"
 
 
@@ -101,11 +100,11 @@ def render(table: int, rows: list[MeasuredRow], dataset_label: str, command: str
     records = []
     for row in rows:
         ref = paper.get(row.key, {})
-        ours = _ours_cell(row)
+        _, std = seed_stats(row.per_seed)
+        ours = _ours_cell(row, std)
         refs = [f"{ref[d]:.1f}" if d in ref else "" for d in PAPER_DATASETS]
         cell = f" {_pretext_cell(row.pretext)} |" if with_pretext else ""
         lines.append(f"| {row.label} | {ours} | {' | '.join(refs)} |{cell} {row.note} |")
-        _, std = seed_stats(row.per_seed)
         records.append({"key": row.key, "label": row.label, "ours": row.value, "ours_std": std,
                         "seeds": sorted(row.per_seed), "per_seed": {str(k): v for k, v in sorted(row.per_seed.items())},
                         "metric": row.metric,
