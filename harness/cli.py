@@ -318,8 +318,11 @@ def cache_teachers(preset, seed, fmt, store, views, teachers, data_root, info_pa
               help="Dataset root used when the store has to be built.")
 @click.option("--teacher-seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed of the teachers whose store is built when --store is not a complete store.")
+@click.option("--label-noise", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.0, show_default=True,
+              help="Share of training videos whose label is replaced by another class at random (seeded by --seed; "
+                   "test labels untouched).")
 @set_option
-def distill(method, preset, seed, store, data_root, teacher_seed, overrides):
+def distill(method, preset, seed, store, data_root, teacher_seed, label_noise, overrides):
     """Train the student from the feature store with one distillation method.
 
     Writes runs/distill/<preset>/<method>-<config fingerprint>/ (run.json, metrics.jsonl,
@@ -329,7 +332,7 @@ def distill(method, preset, seed, store, data_root, teacher_seed, overrides):
     from harness.config import parse_overrides
 
     run = pipeline.run_method(method, preset, seed, parse_overrides(overrides), store=store, data_root=data_root,
-                              teacher_seed=teacher_seed)
+                              teacher_seed=teacher_seed, label_noise=label_noise)
     final = run.final()
     click.echo(f"{method}: video-level {final['metric']} {100 * final['value']:.2f}% ({run.path})")
 
@@ -405,6 +408,33 @@ def claims(preset, seed, store, data_root, seeds):
     label = dataset_label([r for rs in (*t1.values(), *t2.values()) for r in rs])
     click.echo(render_claims(results, {1: paper_numbers(1), 2: paper_numbers(2)}, label, command_line(),
                              GENERATED / preset))
+
+
+@main.command("label-noise")
+@table_options
+@click.option("--rates", default="0,0.2,0.4", show_default=True, metavar="P,P,...",
+              help="Training-label noise rates, comma-separated, each in [0, 1).")
+def label_noise(preset, seed, store, data_root, seeds, rates):
+    """The weak-supervision table: staged-kd vs kd vs gl+gr at each training-label noise rate.
+
+    Runs or reuses each (method, rate, seed) from one store and writes
+    tables/generated/<preset>/label_noise.{md,csv,json,tex}: mean ± sd over seeds and, per
+    rate, staged-kd's paired difference against each other method with its verdict.
+    """
+    from harness import pipeline
+    from harness.distill.methods import METHODS
+    from harness.tables.label_noise import render_label_noise
+    from harness.tables.tables import GENERATED, dataset_label
+
+    try:
+        rate_list = [float(r) for r in rates.split(",") if r.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{rates!r}: not a comma-separated list of numbers", param_hint="--rates")
+    runs = pipeline.label_noise_runs(preset, pipeline.seed_list(preset, seed, seeds), rate_list, store=store,
+                                     data_root=data_root)
+    labels = {m: METHODS[m].label for m, _ in runs}
+    click.echo(render_label_noise(runs, labels, dataset_label([r for rs in runs.values() for r in rs]), command_line(),
+                                  GENERATED / preset))
 
 
 @main.command()

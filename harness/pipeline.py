@@ -62,17 +62,20 @@ def student_store(preset: str, seed: int = 0, store: str | os.PathLike | None = 
 
 def run_method(method: str, preset: str, seed: int = 0, overrides: dict | None = None,
                store: str | os.PathLike | None = None, data_root: str | os.PathLike | None = None,
-               progress: bool = True, teacher_seed: int = 0):
+               progress: bool = True, teacher_seed: int = 0, label_noise: float = 0.0):
     """One Table 2 row: the store (``student_store`` of the teachers of ``teacher_seed``) then
-    the distillation run of ``seed`` (reused if finished)."""
+    the distillation run of ``seed`` (reused if finished), with ``label_noise`` on its training
+    labels."""
+    from harness.distill.label_noise import check_noise
     from harness.distill.methods import METHODS, MethodError
     from harness.distill.runner import _resolve_config, distill
 
     if method not in METHODS:  # before any expensive step
         raise MethodError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     _resolve_config(preset, overrides)   # a bad --set fails here, before teachers or a store are made
+    check_noise(label_noise)
     path = student_store(preset, teacher_seed, store=store, data_root=data_root, progress=progress)
-    return distill(method, preset, seed, path, overrides=overrides, progress=progress)
+    return distill(method, preset, seed, path, overrides=overrides, progress=progress, label_noise=label_noise)
 
 
 # ---- the runs behind each table ---------------------------------------------------------------
@@ -168,3 +171,23 @@ def teacher_runs(preset: str, seed: int = 0, data_root: str | os.PathLike | None
         walls[task] = time.perf_counter() - t0
     return {"runs": runs, "wall_seconds": walls, "total_wall_seconds": time.perf_counter() - t_all,
             "started": started, "reference_step_ms": step_ms, "torch_threads": torch.get_num_threads()}
+
+
+# The weak-supervision table: staged KD (built for noisy labels) against KD and G_l+G_r, each
+# trained on the same store with a seeded share of its training labels corrupted.
+LABEL_NOISE_METHODS = ("staged-kd", "kd", "gl+gr")
+LABEL_NOISE_RATES = (0.0, 0.2, 0.4)
+
+
+def label_noise_runs(preset: str, seeds: list[int], rates=LABEL_NOISE_RATES, methods=LABEL_NOISE_METHODS,
+                     store: str | os.PathLike | None = None, data_root: str | os.PathLike | None = None,
+                     progress: bool = True) -> dict:
+    """``{(method, rate): [finished RunDir per seed]}``, each run or reused, from one store (the
+    teachers of ``seeds[0]``); rate 0 is the clean run Table 2 already has."""
+    from harness.distill.label_noise import check_noise
+
+    for rate in rates:  # before any expensive step
+        check_noise(rate)
+    path = student_store(preset, seeds[0], store=store, data_root=data_root, progress=progress)
+    return {(m, float(r)): [run_method(m, preset, s, store=path, progress=progress, label_noise=r) for s in seeds]
+            for r in rates for m in methods}

@@ -33,6 +33,7 @@ from harness.cache.store import FeatureStore
 from harness.config import apply_overrides, check_bounds, check_choice, resolve, to_dict
 from harness.data.frames import evaluate, save_predictions, video_level_predict
 from harness.data.transforms import apply_views_torch
+from harness.distill.label_noise import LabelNoise, check_noise
 from harness.distill.losses.em import class_ground_cost
 from harness.distill.methods import (METHODS, MethodContext, MethodError, MethodSettings, TeacherBatch, build_method,
                                      settings_read)
@@ -158,8 +159,11 @@ def _student_input(batch: dict, size: int) -> torch.Tensor:
 
 def distill(method: str, preset: str = "tiny", seed: int = 0, store: str | os.PathLike | None = None,
             overrides: dict[str, Any] | None = None, runs_root: Path | None = None,
-            progress: bool = True, stop_after_epoch: int | None = None) -> RunDir:
+            progress: bool = True, stop_after_epoch: int | None = None, label_noise: float = 0.0) -> RunDir:
     """Train (or resume, or reuse) one method's student from ``store``; returns its run folder.
+
+    ``label_noise``: the rate of seeded symmetric noise on the student's training labels
+    (``harness.distill.label_noise``); part of the run's key when non-zero.
 
     ``stop_after_epoch`` ends the process's work after that epoch without finishing the run
     (used by the resume tests; a later call continues from ``state.pt``).
@@ -179,6 +183,8 @@ def distill(method: str, preset: str = "tiny", seed: int = 0, store: str | os.Pa
                   "config": run_settings(method, cfg), "store_fingerprint": fingerprint(manifest)}
     if METHODS[method].teachers is not None:   # a teacher subset is part of what the run is
         run_config["teachers"] = list(METHODS[method].teachers)
+    if check_noise(label_noise) > 0:            # so are noisy labels (absent at 0: clean runs keep their keys)
+        run_config["label_noise"] = float(label_noise)
     run = RunDir.for_config("distill", preset, method, run_config, runs_root)
     if run.is_finished():
         return run
@@ -205,6 +211,10 @@ class _Job:
     rank: int
     world: int
     local_rank: int
+
+    @property
+    def label_noise(self) -> float:
+        return float(self.run_config.get("label_noise", 0.0))
 
     @property
     def fingerprint(self) -> str:
@@ -237,6 +247,7 @@ class _Setup:
     names: list[str]
     classes: list[str]
     multilabel: bool
+    noise: LabelNoise
 
 
 def _build(job: _Job, device: torch.device) -> _Setup:
@@ -266,7 +277,8 @@ def _build(job: _Job, device: torch.device) -> _Setup:
     cfg = job.cfg
     opt = torch.optim.Adam(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay) if params else None
     sched = torch.optim.lr_scheduler.StepLR(opt, cfg.lr_step_epochs, cfg.lr_gamma) if opt else None
-    return _Setup(model, params, opt, sched, names, classes, multilabel)
+    noise = LabelNoise(job.label_noise, job.seed, len(classes), multilabel, str(job.store_path))
+    return _Setup(model, params, opt, sched, names, classes, multilabel, noise)
 
 
 def _train(job: _Job, progress: bool, stop_after_epoch: int | None) -> None:
@@ -293,7 +305,8 @@ def _train(job: _Job, progress: bool, stop_after_epoch: int | None) -> None:
         train_model = nn.parallel.DistributedDataParallel(
             s.model, device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=not meth.trains_student or meth.partial_graph)
-    reader = StreamingReader(job.store, _fields(method, s.names), cfg.batch_size, split="train", shuffle=True,
+    extra = ("video",) if job.label_noise > 0 else ()   # noisy labels are drawn per video
+    reader = StreamingReader(job.store, _fields(method, s.names, *extra), cfg.batch_size, split="train", shuffle=True,
                              seed=job.seed, shuffle_buffer=cfg.shuffle_buffer, prefetch=cfg.prefetch, device=device,
                              view="random", rank=job.rank, world_size=job.world, even_batches=job.world > 1,
                              drop_last=True)
@@ -315,6 +328,7 @@ def _train(job: _Job, progress: bool, stop_after_epoch: int | None) -> None:
         save_predictions(run.path, *result.pop("_predictions"))
         torch.save(s.model.student.state_dict(), run.path / "student.pt")
         run.finish({"method": method, "label": METHODS[method].label, "preset": job.preset, "seed": job.seed,
+                    "label_noise": job.label_noise,
                     "metric": result["metric"], "value": result["value"], "test": result,
                     "epochs": epochs, "train_seconds_this_process": round(time.time() - t0, 2),
                     "student_sha256": sha256_file(run.path / "student.pt"),
@@ -342,6 +356,10 @@ def _train_epoch(job: _Job, s: _Setup, train_model: nn.Module, reader: Streaming
             if batch is None:
                 break
             tb = _batch_to_teachers(batch, s.names)
+            if job.label_noise > 0:
+                target, flipped = s.noise(batch)
+                tb = dataclasses.replace(tb, target=target)
+                sums["label_noise/flipped_share"] = sums.get("label_noise/flipped_share", 0.0) + flipped / len(target)
             x = _student_input(batch, size)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 _, terms = train_model(x, tb)

@@ -164,11 +164,12 @@ def render_claims(results: list[dict], paper: dict[int, dict], dataset_label: st
     from pathlib import Path
 
     from harness.provenance import code_version, write_json_atomic
+    from harness.tables.render import latex_escape, write_latex
 
     version = code_version()
     lines = ["| Claim | Source | Ours: difference, points (95% interval) | SE | Verdict | Paper (UCF101) |",
              "|---|---|---|---:|---|---:|"]
-    ses = []
+    ses, tex_rows = [], []
     for r in results:
         claim = next(c for c in (*TABLE2_CLAIMS, *TABLE1_CLAIMS) if c.text == r["claim"])
         paper_diff = _paper_diff(claim, paper[1 if r["source"] == "Table 1" else 2])
@@ -184,6 +185,7 @@ def render_claims(results: list[dict], paper: dict[int, dict], dataset_label: st
             se = f"{max(d['se'] for d in ds):.1f} (max)"
         paper_cell = "" if paper_diff is None else f"{paper_diff:+.1f}"
         lines.append(f"| {r['claim']} | {r['source']} | {ours} | {se} | **{r['verdict']}** | {paper_cell} |")
+        tex_rows.append([r["claim"], r["source"], ours, se, r["verdict"], paper_cell])
     for text, source in NOT_TESTED:
         lines.append(f"| {text} | {source} | not tested by this harness yet | | | |")
     counts = {v: sum(r["verdict"] == v for r in results) for v in ("holds", "fails", "inconclusive")}
@@ -206,6 +208,11 @@ def render_claims(results: list[dict], paper: dict[int, dict], dataset_label: st
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "claims.md").write_text(md + "\n")
+    write_latex(out_dir / "claims.tex", ["Claim", "Source", "Ours: difference (95% interval)", "SE", "Verdict",
+                                         "Paper (UCF101)"], tex_rows,
+                latex_escape(f"The paper's claims tested on our runs ({dataset_label}): paired bootstrap over test "
+                             f"videos and seeds ({N_BOOT} replicates). ")
+                + f"Made by \\texttt{{{latex_escape(command)}}} (code {latex_escape(version)}).")
     write_json_atomic(out_dir / "claims.json", {"command": command, "code_version": version, "dataset": dataset_label,
                                                 "n_boot": N_BOOT, "level": LEVEL, "verdicts": counts,
                                                 "median_se_points": median_se, "claims": results})

@@ -83,6 +83,27 @@ def seed_stats(per_seed: dict[int, float]) -> tuple[float | None, float | None]:
     return mean, (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
 
 
+_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+                  "±": r"$\pm$", "−": "-"}
+
+
+def latex_escape(text: str) -> str:
+    """``text`` as LaTeX source: the special characters escaped, ± as ``$\\pm$``."""
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(text))
+
+
+def write_latex(path: Path, header: list[str], rows: list[list[str]], caption: str) -> None:
+    """A booktabs ``table`` (first column left-aligned, the others right) with ``caption``
+    (already LaTeX); cells are escaped here."""
+    spec = "l" + "r" * (len(header) - 1)
+    lines = [r"\begin{table}[t]", r"\centering", f"\\begin{{tabular}}{{{spec}}}", r"\toprule",
+             " & ".join(latex_escape(h) for h in header) + r" \\", r"\midrule",
+             *(" & ".join(latex_escape(c) for c in row) + r" \\" for row in rows),
+             r"\bottomrule", r"\end{tabular}", f"\\caption{{{caption}}}", r"\end{table}"]
+    Path(path).write_text("\n".join(lines) + "\n")
+
+
 def _ours_cell(row: MeasuredRow, std: float | None) -> str:
     if row.value is None:
         return "-"
@@ -97,7 +118,7 @@ def render(table: int, rows: list[MeasuredRow], dataset_label: str, command: str
     header = (f"| Method | Ours: {dataset_label} | Paper UCF101 | Paper HMDB51 | Paper CCV |{extra[0]} Notes |\n"
               f"|---|---:|---:|---:|---:|{extra[1]}---|")
     lines = [header]
-    records = []
+    records, tex_rows = [], []
     for row in rows:
         ref = paper.get(row.key, {})
         _, std = seed_stats(row.per_seed)
@@ -105,6 +126,7 @@ def render(table: int, rows: list[MeasuredRow], dataset_label: str, command: str
         refs = [f"{ref[d]:.1f}" if d in ref else "" for d in PAPER_DATASETS]
         cell = f" {_pretext_cell(row.pretext)} |" if with_pretext else ""
         lines.append(f"| {row.label} | {ours} | {' | '.join(refs)} |{cell} {row.note} |")
+        tex_rows.append([row.label, ours, *refs])
         records.append({"key": row.key, "label": row.label, "ours": row.value, "ours_std": std,
                         "seeds": sorted(row.per_seed), "per_seed": {str(k): v for k, v in sorted(row.per_seed.items())},
                         "metric": row.metric,
@@ -135,6 +157,11 @@ def render(table: int, rows: list[MeasuredRow], dataset_label: str, command: str
         for r in records:
             writer.writerow([r["key"], r["label"], r["ours"], r["ours_std"], len(r["seeds"]), r["metric"],
                              *(r["paper"][d] for d in PAPER_DATASETS)])
+    write_latex(out_dir / f"table{table}.tex", ["Method", f"Ours: {dataset_label}", "Paper UCF101", "Paper HMDB51",
+                                                 "Paper CCV"], tex_rows,
+                latex_escape(f"Table {table}: ours measured by this harness ({'; '.join(machines)});{spread} "
+                             "Paper columns: the numbers printed in Zhang & Peng (IJCAI 2018). ")
+                + f"Made by \\texttt{{{latex_escape(command)}}} (code {latex_escape(version)}).")
     write_json_atomic(out_dir / f"table{table}.json",
                       {"table": table, "dataset": dataset_label, "command": command, "seeds": seeds,
                        "code_version": version, "machines": machines, "rows": records})
