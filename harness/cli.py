@@ -395,7 +395,8 @@ def claims(preset, seed, store, data_root, seeds):
     """
     from harness import pipeline
     from harness.distill.methods import METHODS
-    from harness.tables.claims import TABLE1_CLAIMS, TABLE2_CLAIMS, cells_from_runs, judge, render_claims
+    from harness.tables.claims import (CURVE_CLAIMS, TABLE1_CLAIMS, TABLE2_CLAIMS, cells_from_runs, curves_from_runs,
+                                       judge, judge_curve, render_claims)
     from harness.tables.render import paper_numbers
     from harness.tables.tables import GENERATED, dataset_label
 
@@ -404,7 +405,9 @@ def claims(preset, seed, store, data_root, seeds):
                               data_root=data_root)
     t1 = pipeline.table1_runs(preset, seed_ids, data_root, store=store)
     c2, c1 = cells_from_runs(t2), cells_from_runs(t1)
-    results = [judge(c, c2) for c in TABLE2_CLAIMS] + [judge(c, c1) for c in TABLE1_CLAIMS]
+    curves = curves_from_runs(t2)
+    results = ([judge(c, c2) for c in TABLE2_CLAIMS] + [judge(c, c1) for c in TABLE1_CLAIMS]
+               + [judge_curve(c, curves) for c in CURVE_CLAIMS])
     label = dataset_label([r for rs in (*t1.values(), *t2.values()) for r in rs])
     click.echo(render_claims(results, {1: paper_numbers(1), 2: paper_numbers(2)}, label, command_line(),
                              GENERATED / preset))

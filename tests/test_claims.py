@@ -112,3 +112,23 @@ def test_claims_render_from_run_folders_beside_the_paper(tmp_path):
     assert "not tested by this harness yet" in md and "Median standard error of a paired difference" in md
     data = json.loads((tmp_path / "out" / "claims.json").read_text())
     assert data["verdicts"]["holds"] + data["verdicts"]["fails"] + data["verdicts"]["inconclusive"] == len(results)
+
+
+def test_a_curve_claim_is_early_accuracy_paired_over_seeds_with_a_t_interval():
+    from harness.tables.claims import curve_difference, early_accuracy
+
+    assert early_accuracy([0.1, 0.3, 0.9, 0.9]) == pytest.approx(20.0)     # first half of 4 epochs
+    assert early_accuracy([0.5]) == pytest.approx(50.0)
+    base = [0.2, 0.2, 0.5, 0.5]
+    # per-seed early differences of 2, 3 and 4 points: mean 3, sd 1, t(0.975, 2 df) = 4.3027
+    a = {s: [v + (s + 2) / 100 for v in base] for s in (0, 1, 2)}
+    b = {s: base for s in (0, 1, 2, 7)}                                     # seed 7 unpaired: left out
+    d = curve_difference(a, b)
+    assert d.diff == pytest.approx(3.0) and d.seeds_a == [0, 1, 2]
+    half = 4.302653 / np.sqrt(3)
+    assert d.lo == pytest.approx(3.0 - half, abs=1e-4) and d.hi == pytest.approx(3.0 + half, abs=1e-4)
+    assert d.verdict == "holds"
+    one = curve_difference({0: [0.9, 0.9]}, {0: [0.1, 0.1]})
+    assert one.diff == pytest.approx(80.0) and one.verdict == "inconclusive"   # one seed: no interval
+    with pytest.raises(ClaimError, match="no seed"):
+        curve_difference({0: base}, {1: base})
