@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from harness import report
 from harness.config import DEFAULT_PRESET, PRESETS, ConfigError
 
 class RegistryChoice(click.Choice):
@@ -42,6 +43,14 @@ store_option = click.option("--store", type=click.Path(), default=None,
                             help="Feature store (default: cache/<preset>.zarr, built first if missing).")
 data_root_option = click.option("--data-root", type=click.Path(file_okay=False), default=None,
                                 help="Dataset root (default for smoke/tiny: data/synth-<preset>, generated if missing).")
+
+
+def _request(preset, seed, store, data_root, seeds):
+    """What a table command asks the pipeline for (``harness.report.Request``)."""
+    from harness import pipeline
+
+    return report.Request(preset, pipeline.seed_list(preset, seed, seeds), store=store, data_root=data_root,
+                          command=command_line())
 
 
 def table_options(command):
@@ -207,11 +216,10 @@ def teachers(preset, seed, data_root, quiet):
     teacher's held-out pretext metric, fine-tuned accuracy and the seconds its runs recorded,
     this command's wall time, and one VGG fine-tuning step timed on this machine beside them.
     """
-    from harness import pipeline
-    from harness.tables.teachers import render_teachers
+    from harness import report
 
-    made = pipeline.teacher_runs(preset, seed, data_root, progress=not quiet)
-    click.echo(render_teachers(made, preset, seed, command=command_line()))
+    click.echo(report.teachers(report.Request(preset, [seed], data_root=data_root, command=command_line(),
+                                              progress=not quiet)))
 
 
 @main.group()
@@ -343,12 +351,7 @@ def distill(method, preset, seed, store, data_root, teacher_seed, label_noise, o
 @table_options
 def ablation(method, preset, seed, store, data_root, seeds):
     """Run (or reuse) one Table 2 row and print it beside the paper's numbers."""
-    from harness import pipeline
-    from harness.tables.tables import render_table2, table2_dir
-
-    runs = pipeline.table2_runs([method], preset, pipeline.seed_list(preset, seed, seeds), store=store,
-                                data_root=data_root)
-    click.echo(render_table2(runs, command_line(), table2_dir(preset, [method])))
+    click.echo(report.table2(_request(preset, seed, store, data_root, seeds), [method]))
 
 
 @main.command()
@@ -360,11 +363,7 @@ def table1(preset, seed, store, data_root, seeds):
     store, G_l+G_r distillation), reuses finished runs, and writes
     tables/generated/<preset>/table1.{md,csv,json}.
     """
-    from harness import pipeline
-    from harness.tables.tables import GENERATED, render_table1
-
-    runs = pipeline.table1_runs(preset, pipeline.seed_list(preset, seed, seeds), data_root, store=store)
-    click.echo(render_table1(runs, command_line(), GENERATED / preset))
+    click.echo(report.table1(_request(preset, seed, store, data_root, seeds)))
 
 
 @main.command()
@@ -375,14 +374,7 @@ def table2(preset, seed, store, data_root, seeds):
     Runs what is missing (teachers, store, each method), reuses finished runs, and writes
     tables/generated/<preset>/table2.{md,csv,json}.
     """
-    from harness import pipeline
-    from harness.distill.methods import METHODS
-    from harness.tables.tables import render_table2, table2_dir
-
-    methods = [m for m, spec in METHODS.items() if spec.table2]
-    runs = pipeline.table2_runs(methods, preset, pipeline.seed_list(preset, seed, seeds), store=store,
-                                data_root=data_root)
-    click.echo(render_table2(runs, command_line(), table2_dir(preset, methods)))
+    click.echo(report.table2(_request(preset, seed, store, data_root, seeds)))
 
 
 @main.command()
@@ -393,24 +385,7 @@ def claims(preset, seed, store, data_root, seeds):
     Runs or reuses every run behind Tables 1 and 2 (the same runs those commands use) and writes
     tables/generated/<preset>/claims.{md,json}: holds / fails / inconclusive per claim.
     """
-    from harness import pipeline
-    from harness.distill.methods import METHODS
-    from harness.tables.claims import (CURVE_CLAIMS, TABLE1_CLAIMS, TABLE2_CLAIMS, cells_from_runs, curves_from_runs,
-                                       judge, judge_curve, render_claims)
-    from harness.tables.render import paper_numbers
-    from harness.tables.tables import GENERATED, dataset_label
-
-    seed_ids = pipeline.seed_list(preset, seed, seeds)
-    t2 = pipeline.table2_runs([m for m, spec in METHODS.items() if spec.table2], preset, seed_ids, store=store,
-                              data_root=data_root)
-    t1 = pipeline.table1_runs(preset, seed_ids, data_root, store=store)
-    c2, c1 = cells_from_runs(t2), cells_from_runs(t1)
-    curves = curves_from_runs(t2)
-    results = ([judge(c, c2) for c in TABLE2_CLAIMS] + [judge(c, c1) for c in TABLE1_CLAIMS]
-               + [judge_curve(c, curves) for c in CURVE_CLAIMS])
-    label = dataset_label([r for rs in (*t1.values(), *t2.values()) for r in rs])
-    click.echo(render_claims(results, {1: paper_numbers(1), 2: paper_numbers(2)}, label, command_line(),
-                             GENERATED / preset))
+    click.echo(report.claims(_request(preset, seed, store, data_root, seeds)))
 
 
 @main.command("label-noise")
@@ -424,20 +399,11 @@ def label_noise(preset, seed, store, data_root, seeds, rates):
     tables/generated/<preset>/label_noise.{md,csv,json,tex}: mean ± sd over seeds and, per
     rate, staged-kd's paired difference against each other method with its verdict.
     """
-    from harness import pipeline
-    from harness.distill.methods import METHODS
-    from harness.tables.label_noise import render_label_noise
-    from harness.tables.tables import GENERATED, dataset_label
-
     try:
         rate_list = [float(r) for r in rates.split(",") if r.strip()]
     except ValueError:
         raise click.BadParameter(f"{rates!r}: not a comma-separated list of numbers", param_hint="--rates")
-    runs = pipeline.label_noise_runs(preset, pipeline.seed_list(preset, seed, seeds), rate_list, store=store,
-                                     data_root=data_root)
-    labels = {m: METHODS[m].label for m, _ in runs}
-    click.echo(render_label_noise(runs, labels, dataset_label([r for rs in runs.values() for r in rs]), command_line(),
-                                  GENERATED / preset))
+    click.echo(report.label_noise(_request(preset, seed, store, data_root, seeds), rate_list))
 
 
 @main.command()
@@ -449,31 +415,18 @@ def figures(preset, seed, store, data_root, seeds):
     G_l+G_r and MMGD vs MMGD+G_r), fig3_conv1 (first-layer filters of the teachers and of the
     MMGD and G_l+G_r students) and graph_weights (learned G_l adjacency, G_r vertex weights).
     """
-    from harness import pipeline
-    from harness.cache.store import FeatureStore
-    from harness.checkpoints import load_checkpoint, load_verified
-    from harness.distill.methods import METHODS
-    from harness.errors import HarnessError
-    from harness.tables.figures import fig3_conv1, fig4a_curves, graph_weights
-    from harness.tables.tables import GENERATED
+    click.echo(report.figures(_request(preset, seed, store, data_root, seeds)))
 
-    seed_ids = pipeline.seed_list(preset, seed, seeds)
-    runs = pipeline.table2_runs(["gl", "gl+gr", "mmgd", "mmgd+gr"], preset, seed_ids, store=store, data_root=data_root)
-    out = GENERATED / preset / "figures"
-    written = fig4a_curves(runs, {m: METHODS[m].label for m in runs}, out)
-    written += graph_weights(runs, out)
-    path = pipeline.student_store(preset, seed_ids[0], store=store, data_root=data_root)
-    with FeatureStore.open(path) as st:
-        teachers = st.manifest["teachers"]
-    models = {f"teacher {name}": (load_verified(t["checkpoint"], HarnessError, "fine-tuned checkpoint",
-                                                "state_dict")["state_dict"], t["checkpoint"])
-              for name, t in teachers.items()}
-    for method in ("mmgd", "gl+gr"):
-        run = runs[method][0]
-        models[f"student {METHODS[method].label}"] = (load_checkpoint(run.path / "student.pt", HarnessError,
-                                                                      "student weights"), str(run.path))
-    written += fig3_conv1(models, out)
-    click.echo("\n".join(str(p) for p in written))
+
+@main.command("report")
+@table_options
+@click.option("--skip", multiple=True, type=RegistryChoice("harness.report", "ARTIFACTS"),
+              help="An artifact to leave out (repeatable), e.g. --skip label-noise.")
+def report_cmd(preset, seed, store, data_root, seeds, skip):
+    """The whole reproduction: teachers, Tables 1 and 2, the claims, the figures and the
+    weak-supervision table, each run or reused, then tables/generated/<preset>/REPORT.md
+    (what was made, the claims' verdicts, where the time went)."""
+    click.echo(report.make_report(_request(preset, seed, store, data_root, seeds), tuple(skip)))
 
 
 @main.command(context_settings={"ignore_unknown_options": True})

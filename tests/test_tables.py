@@ -71,6 +71,23 @@ def test_table1_smoke_end_to_end(tmp_path, monkeypatch):
     assert again.exit_code == 0, again.output
     assert stamps == {run: (Path(run) / "final.json").stat().st_mtime_ns for run in stamps}
 
+    # the whole report on top: Table 1's runs are reused, everything else is made, and REPORT.md
+    # links every artifact it wrote
+    rep = CliRunner().invoke(main, ["report", "--preset", "smoke"])
+    assert rep.exit_code == 0, rep.output
+    assert stamps == {run: (Path(run) / "final.json").stat().st_mtime_ns for run in stamps}
+    out = tmp_path / "tables/generated/smoke"
+    report = (out / "REPORT.md").read_text()
+    for target in ("teachers.md", "table1.md", "table2.md", "claims.md", "figures/", "label_noise.md"):
+        assert f"]({target})" in report and (out / target).exists()
+    assert "Made by: `harness report --preset smoke --seed 0`" in report
+    claims = json.loads((out / "claims.json").read_text())
+    assert sum(claims["verdicts"].values()) == len(claims["claims"]) and f"Of {len(claims['claims'])} claims" in report
+    assert {c["source"] for c in claims["claims"]} == {"Table 1", "Table 2", "Fig. 4a"}
+    noise = json.loads((out / "label_noise.json").read_text())
+    assert noise["rates"] == [0.0, 0.2, 0.4] and len(noise["cells"]) == 9
+    assert (out / "table1.tex").read_text().count(r"\\") == 1 + len(data["rows"])   # header + one line a row
+
 
 def test_staged_kd_is_an_extra_table2_row_without_paper_numbers(tmp_path):
     import csv

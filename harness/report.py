@@ -1,0 +1,240 @@
+"""Each generated artifact as one call (runs made or reused by the pipeline, then rendered by
+harness.tables), and ``make_report``: all of them and a short REPORT.md.
+
+The CLI's table commands call these functions, so ``harness report`` writes exactly what
+``harness table1``, ``table2``, ``claims``, ``figures``, ``label-noise`` and ``teachers`` write.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.errors import HarnessError
+
+
+@dataclass
+class Request:
+    """What every artifact is made from: the preset, the seeds, the store and data, and the
+    command line that asked (printed as "Made by")."""
+
+    preset: str
+    seeds: list[int]
+    store: str | None = None
+    data_root: str | None = None
+    command: str = ""
+    progress: bool = True
+    # runs already gathered by an earlier artifact of the same report (so the plan runs once)
+    cache: dict = field(default_factory=dict)
+
+    @property
+    def out(self) -> Path:
+        from harness.tables.tables import GENERATED
+
+        return GENERATED / self.preset
+
+
+def _table2_methods() -> list[str]:
+    from harness.distill.methods import METHODS
+
+    return [m for m, spec in METHODS.items() if spec.table2]
+
+
+def table1_runs(req: Request) -> dict:
+    from harness import pipeline
+
+    if "table1" not in req.cache:
+        req.cache["table1"] = pipeline.table1_runs(req.preset, req.seeds, req.data_root, store=req.store,
+                                                   progress=req.progress)
+    return req.cache["table1"]
+
+
+def table2_runs(req: Request, methods: list[str] | None = None) -> dict:
+    from harness import pipeline
+
+    methods = methods or _table2_methods()
+    have = req.cache.setdefault("table2", {})
+    missing = [m for m in methods if m not in have]
+    if missing:
+        have.update(pipeline.table2_runs(missing, req.preset, req.seeds, store=req.store, data_root=req.data_root,
+                                         progress=req.progress))
+    return {m: have[m] for m in methods}
+
+
+def table1(req: Request) -> str:
+    from harness.tables.tables import render_table1
+
+    return render_table1(table1_runs(req), req.command, req.out)
+
+
+def table2(req: Request, methods: list[str] | None = None) -> str:
+    """Table 2 (every method with ``table2``), or one row of it (``harness ablation``)."""
+    from harness.tables.tables import render_table2, table2_dir
+
+    methods = methods or _table2_methods()
+    return render_table2(table2_runs(req, methods), req.command, table2_dir(req.preset, methods))
+
+
+def claims(req: Request) -> str:
+    from harness.tables.claims import (CURVE_CLAIMS, TABLE1_CLAIMS, TABLE2_CLAIMS, cells_from_runs, curves_from_runs,
+                                       judge, judge_curve, render_claims)
+    from harness.tables.render import paper_numbers
+    from harness.tables.tables import dataset_label
+
+    t2, t1 = table2_runs(req), table1_runs(req)
+    c2, c1 = cells_from_runs(t2), cells_from_runs(t1)
+    curves = curves_from_runs(t2)
+    results = ([judge(c, c2) for c in TABLE2_CLAIMS] + [judge(c, c1) for c in TABLE1_CLAIMS]
+               + [judge_curve(c, curves) for c in CURVE_CLAIMS])
+    label = dataset_label([r for rs in (*t1.values(), *t2.values()) for r in rs])
+    return render_claims(results, {1: paper_numbers(1), 2: paper_numbers(2)}, label, req.command, req.out)
+
+
+def figures(req: Request) -> str:
+    """Fig. 4a, Fig. 3 and the graph weights from the runs behind Table 2; the written paths."""
+    from harness import pipeline
+    from harness.cache.store import FeatureStore
+    from harness.checkpoints import load_checkpoint, load_verified
+    from harness.distill.methods import METHODS
+    from harness.tables.figures import fig3_conv1, fig4a_curves, graph_weights
+
+    runs = table2_runs(req, ["gl", "gl+gr", "mmgd", "mmgd+gr"])
+    out = req.out / "figures"
+    written = fig4a_curves(runs, {m: METHODS[m].label for m in runs}, out)
+    written += graph_weights(runs, out)
+    path = pipeline.student_store(req.preset, req.seeds[0], store=req.store, data_root=req.data_root,
+                                  progress=req.progress)
+    with FeatureStore.open(path) as st:
+        teachers = st.manifest["teachers"]
+    models = {f"teacher {name}": (load_verified(t["checkpoint"], HarnessError, "fine-tuned checkpoint",
+                                                "state_dict")["state_dict"], t["checkpoint"])
+              for name, t in teachers.items()}
+    for method in ("mmgd", "gl+gr"):
+        run = runs[method][0]
+        models[f"student {METHODS[method].label}"] = (load_checkpoint(run.path / "student.pt", HarnessError,
+                                                                      "student weights"), str(run.path))
+    written += fig3_conv1(models, out)
+    return "\n".join(str(p) for p in written)
+
+
+def label_noise(req: Request, rates=None) -> str:
+    from harness import pipeline
+    from harness.distill.methods import METHODS
+    from harness.tables.label_noise import render_label_noise
+    from harness.tables.tables import dataset_label
+
+    rates = pipeline.LABEL_NOISE_RATES if rates is None else rates
+    runs = pipeline.label_noise_runs(req.preset, req.seeds, rates, store=req.store, data_root=req.data_root,
+                                     progress=req.progress)
+    labels = {m: METHODS[m].label for m, _ in runs}
+    return render_label_noise(runs, labels, dataset_label([r for rs in runs.values() for r in rs]), req.command,
+                              req.out)
+
+
+def teachers(req: Request) -> str:
+    from harness import pipeline
+    from harness.tables.teachers import render_teachers
+
+    made = pipeline.teacher_runs(req.preset, req.seeds[0], req.data_root, progress=req.progress)
+    return render_teachers(made, req.preset, req.seeds[0], command=req.command)
+
+
+# The report's artifacts in the order they are made: the teachers first (everything needs
+# them), the tables, then what reads the tables' runs.
+ARTIFACTS = {
+    "teachers": (teachers, "teachers.md"),
+    "table1": (table1, "table1.md"),
+    "table2": (table2, "table2.md"),
+    "claims": (claims, "claims.md"),
+    "figures": (figures, "figures/"),
+    "label-noise": (label_noise, "label_noise.md"),
+}
+
+
+def make_report(req: Request, skip: tuple[str, ...] = ()) -> str:
+    """Make (or reuse) every artifact not in ``skip``, then write ``REPORT.md`` beside them: what
+    was made, the claims' verdicts, and where the time went. Returns the report's markdown."""
+    from harness.provenance import code_version
+    from harness.atomic import write_text_atomic
+
+    unknown = [s for s in skip if s not in ARTIFACTS]
+    if unknown:
+        raise HarnessError(f"--skip {unknown[0]}: not an artifact of the report ({', '.join(ARTIFACTS)})")
+    made, t_all = [], time.perf_counter()
+    for name, (make, target) in ARTIFACTS.items():
+        if name in skip:
+            continue
+        t0 = time.perf_counter()
+        make(req)
+        made.append((name, target, time.perf_counter() - t0))
+    total = time.perf_counter() - t_all
+    md = _render_report(req, made, total, code_version())
+    req.out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(req.out / "REPORT.md", md + "\n")
+    return md
+
+
+def _recorded_seconds(run_paths) -> float:
+    """Seconds the runs recorded for themselves (``final.json``), each run once."""
+    total = 0.0
+    for path in dict.fromkeys(str(p) for p in run_paths):
+        try:
+            final = json.loads((Path(path) / "final.json").read_text())
+        except (OSError, ValueError):
+            continue
+        total += float(final.get("run_seconds") or final.get("train_seconds_this_process") or 0.0)
+    return total
+
+
+def _all_runs(req: Request) -> dict[str, list]:
+    """``{stage: [run folder]}`` of the runs behind the report's tables."""
+    out: dict[str, list] = {"fine-tuning": [], "distillation": []}
+    for runs in (req.cache.get("table1", {}), req.cache.get("table2", {})):
+        for seed_runs in runs.values():
+            for run in seed_runs:
+                # run folders are <runs root>/<kind>/<preset>/<name>
+                out["distillation" if Path(run.path).parent.parent.name == "distill" else "fine-tuning"].append(run.path)
+    return out
+
+
+def _claims_summary(out: Path) -> list[str]:
+    path = out / "claims.json"
+    if not path.is_file():
+        return ["The claims were not tested in this report."]
+    data = json.loads(path.read_text())
+    counts = data["verdicts"]
+    lines = [f"Of {sum(counts.values())} claims tested: {counts['holds']} hold, {counts['fails']} fail, "
+             f"{counts['inconclusive']} are inconclusive (median paired standard error "
+             f"{data['median_se_points']:.1f} points; claims.md)."]
+    held = [c["claim"] for c in data["claims"] if c["verdict"] == "holds"]
+    if held:
+        lines.append("Holding: " + "; ".join(held) + ".")
+    return lines
+
+
+def _render_report(req: Request, made: list[tuple[str, str, float]], total: float, version: str) -> str:
+    runs = _all_runs(req)
+    recorded = {stage: _recorded_seconds(paths) for stage, paths in runs.items()}
+    rows = [f"| {name} | [{target}]({target}) | {seconds:.0f} |" for name, target, seconds in made]
+    return "\n".join([
+        f"# Reproduction report: {req.preset}",
+        "",
+        f"Seeds {', '.join(map(str, req.seeds))}: a seed varies fine-tuning and distillation; the teachers, their "
+        f"pretraining and the store are those of seed {req.seeds[0]}. Every number in the files below was computed "
+        "by the runs they list; the paper's numbers stand beside ours, labelled as the paper's.",
+        "",
+        *_claims_summary(req.out),
+        "",
+        "| Artifact | File | This command, s |",
+        "|---|---|---:|",
+        *rows,
+        "",
+        f"This command: {total:.0f} s wall (finished runs are reused, so a second call costs seconds). "
+        f"The runs behind Tables 1 and 2 recorded {recorded['fine-tuning']:.0f} s of fine-tuning "
+        f"({len(set(map(str, runs['fine-tuning'])))} runs) and {recorded['distillation']:.0f} s of distillation "
+        f"({len(set(map(str, runs['distillation'])))} runs) when they were made.",
+        "",
+        f"Made by: `{req.command}` (code {version}).",
+    ])
