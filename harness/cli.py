@@ -45,17 +45,24 @@ data_root_option = click.option("--data-root", type=click.Path(file_okay=False),
                                 help="Dataset root (default for smoke/tiny: data/synth-<preset>, generated if missing).")
 
 
-def _request(preset, seed, store, data_root, seeds):
+def _request(preset, seed, store, data_root, seeds, strict_seeds):
     """What a table command asks the pipeline for (``harness.report.Request``)."""
     from harness import pipeline
 
     return report.Request(preset, pipeline.seed_list(preset, seed, seeds), store=store, data_root=data_root,
-                          command=command_line())
+                          command=command_line(), strict=strict_seeds)
+
+
+strict_seeds_option = click.option(
+    "--strict-seeds", is_flag=True,
+    help="Each seed also re-trains its own pretraining, teachers and store (cache/<preset>-teachers-seed<N>.zarr) "
+         "instead of sharing those of --seed.")
 
 
 def table_options(command):
-    """--preset, --seed, --store, --data-root, --seeds: what every table command takes."""
-    for option in reversed((preset_option, seed_option, store_option, data_root_option, seeds_option)):
+    """--preset, --seed, --store, --data-root, --seeds, --strict-seeds: what every table command takes."""
+    for option in reversed((preset_option, seed_option, store_option, data_root_option, seeds_option,
+                            strict_seeds_option)):
         command = option(command)
     return command
 
@@ -349,50 +356,50 @@ def distill(method, preset, seed, store, data_root, teacher_seed, label_noise, o
 @click.option("--method", required=True, type=RegistryChoice("harness.distill.methods", "METHODS"),
               help="Table 2 row to run, e.g. mmgd+gr.")
 @table_options
-def ablation(method, preset, seed, store, data_root, seeds):
+def ablation(method, preset, seed, store, data_root, seeds, strict_seeds):
     """Run (or reuse) one Table 2 row and print it beside the paper's numbers."""
-    click.echo(report.table2(_request(preset, seed, store, data_root, seeds), [method]))
+    click.echo(report.table2(_request(preset, seed, store, data_root, seeds, strict_seeds), [method]))
 
 
 @main.command()
 @table_options
-def table1(preset, seed, store, data_root, seeds):
+def table1(preset, seed, store, data_root, seeds, strict_seeds):
     """Regenerate Table 1 (single self-supervised tasks vs G_l+G_r) beside the paper's numbers.
 
     The main job. Runs every missing step (data, 7 pretext tasks, fine-tuning, the teacher
     store, G_l+G_r distillation), reuses finished runs, and writes
     tables/generated/<preset>/table1.{md,csv,json}.
     """
-    click.echo(report.table1(_request(preset, seed, store, data_root, seeds)))
+    click.echo(report.table1(_request(preset, seed, store, data_root, seeds, strict_seeds)))
 
 
 @main.command()
 @table_options
-def table2(preset, seed, store, data_root, seeds):
+def table2(preset, seed, store, data_root, seeds, strict_seeds):
     """Regenerate Table 2 (every distillation baseline) beside the paper's numbers.
 
     Runs what is missing (teachers, store, each method), reuses finished runs, and writes
     tables/generated/<preset>/table2.{md,csv,json}.
     """
-    click.echo(report.table2(_request(preset, seed, store, data_root, seeds)))
+    click.echo(report.table2(_request(preset, seed, store, data_root, seeds, strict_seeds)))
 
 
 @main.command()
 @table_options
-def claims(preset, seed, store, data_root, seeds):
+def claims(preset, seed, store, data_root, seeds, strict_seeds):
     """Test each claim of the paper on our runs: a paired difference, its 95% interval and a verdict.
 
     Runs or reuses every run behind Tables 1 and 2 (the same runs those commands use) and writes
     tables/generated/<preset>/claims.{md,json}: holds / fails / inconclusive per claim.
     """
-    click.echo(report.claims(_request(preset, seed, store, data_root, seeds)))
+    click.echo(report.claims(_request(preset, seed, store, data_root, seeds, strict_seeds)))
 
 
 @main.command("label-noise")
 @table_options
 @click.option("--rates", default="0,0.2,0.4", show_default=True, metavar="P,P,...",
               help="Training-label noise rates, comma-separated, each in [0, 1).")
-def label_noise(preset, seed, store, data_root, seeds, rates):
+def label_noise(preset, seed, store, data_root, seeds, strict_seeds, rates):
     """The weak-supervision table: staged-kd vs kd vs gl+gr at each training-label noise rate.
 
     Runs or reuses each (method, rate, seed) from one store and writes
@@ -403,30 +410,30 @@ def label_noise(preset, seed, store, data_root, seeds, rates):
         rate_list = [float(r) for r in rates.split(",") if r.strip()]
     except ValueError:
         raise click.BadParameter(f"{rates!r}: not a comma-separated list of numbers", param_hint="--rates")
-    click.echo(report.label_noise(_request(preset, seed, store, data_root, seeds), rate_list))
+    click.echo(report.label_noise(_request(preset, seed, store, data_root, seeds, strict_seeds), rate_list))
 
 
 @main.command()
 @table_options
-def figures(preset, seed, store, data_root, seeds):
+def figures(preset, seed, store, data_root, seeds, strict_seeds):
     """Draw the figures from the runs behind Table 2 (run or reused), as PNG and PDF.
 
     Writes tables/generated/<preset>/figures/: fig4a_curves (test accuracy per epoch, G_l vs
     G_l+G_r and MMGD vs MMGD+G_r), fig3_conv1 (first-layer filters of the teachers and of the
     MMGD and G_l+G_r students) and graph_weights (learned G_l adjacency, G_r vertex weights).
     """
-    click.echo(report.figures(_request(preset, seed, store, data_root, seeds)))
+    click.echo(report.figures(_request(preset, seed, store, data_root, seeds, strict_seeds)))
 
 
 @main.command("report")
 @table_options
 @click.option("--skip", multiple=True, type=RegistryChoice("harness.report", "ARTIFACTS"),
               help="An artifact to leave out (repeatable), e.g. --skip label-noise.")
-def report_cmd(preset, seed, store, data_root, seeds, skip):
+def report_cmd(preset, seed, store, data_root, seeds, strict_seeds, skip):
     """The whole reproduction: teachers, Tables 1 and 2, the claims, the figures and the
     weak-supervision table, each run or reused, then tables/generated/<preset>/REPORT.md
     (what was made, the claims' verdicts, where the time went)."""
-    click.echo(report.make_report(_request(preset, seed, store, data_root, seeds), tuple(skip)))
+    click.echo(report.make_report(_request(preset, seed, store, data_root, seeds, strict_seeds), tuple(skip)))
 
 
 @main.command(context_settings={"ignore_unknown_options": True})

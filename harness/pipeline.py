@@ -112,39 +112,63 @@ def seed_list(preset: str, seed: int = 0, seeds: int | None = None) -> list[int]
     return list(range(int(seed), int(seed) + n))
 
 
+def _upstream_seeds(seeds: list[int], strict: bool, store: str | os.PathLike | None) -> dict[int, int]:
+    """``{seed: seed of its pretraining, teachers and store}``: ``seeds[0]`` for every seed, or
+    each seed's own with ``strict`` (then one ``--store`` cannot hold them all)."""
+    if strict and store is not None and len(seeds) > 1:
+        raise HarnessError(f"--store {store}: a store holds one seed's teachers; --strict-seeds builds one per seed "
+                           "under cache/ (leave out --store)")
+    return {s: (s if strict else seeds[0]) for s in seeds}
+
+
+def seed_store_path(preset: str, seed: int, base_seed: int, store: str | os.PathLike | None) -> Path | str | None:
+    """The store of the teachers of ``seed``: ``store`` (or the preset's default) for the base
+    seed, ``cache/<preset>-teachers-seed<N>.zarr`` for the others."""
+    if seed == base_seed:
+        return store
+    return default_store_path(preset, "zarr").with_name(f"{preset}-teachers-seed{seed}.zarr")
+
+
 def table1_runs(preset: str, seeds: list[int], data_root: str | os.PathLike | None = None,
-                store: str | os.PathLike | None = None, progress: bool = True) -> dict:
+                store: str | os.PathLike | None = None, progress: bool = True, strict: bool = False) -> dict:
     """``{row key: [finished RunDir per seed]}`` for every Table 1 row, each run or reused. The
-    pretraining (and AlexNet_pre's supervised stage) and the store use ``seeds[0]``."""
+    pretraining (and AlexNet_pre's supervised stage) and the store use ``seeds[0]``, or each
+    seed its own with ``strict``."""
     from harness.finetune import finetune, finetune_pretext
 
     root = ensure_data(preset, data_root)
-    base = seeds[0]
+    up = _upstream_seeds(seeds, strict, store)
     runs = {}
     for key, (kind, *what) in TABLE1_PLAN:
         if kind == "finetune":
-            runs[key] = [finetune(what[0], what[1], preset, s, data_root=root, progress=progress, pretrain_seed=base)
+            runs[key] = [finetune(what[0], what[1], preset, s, data_root=root, progress=progress, pretrain_seed=up[s])
                          for s in seeds]
         elif kind == "pretext":
-            runs[key] = [finetune_pretext(what[0], preset, s, data_root=root, progress=progress, pretrain_seed=base)
+            runs[key] = [finetune_pretext(what[0], preset, s, data_root=root, progress=progress, pretrain_seed=up[s])
                          for s in seeds]
         else:
-            path = student_store(preset, base, store=store, data_root=root, progress=progress)
-            runs[key] = [run_method(what[0], preset, s, store=path, progress=progress) for s in seeds]
+            runs[key] = [run_method(what[0], preset, s, store=_seed_store(preset, s, up, seeds, store, root, progress),
+                                    progress=progress) for s in seeds]
     return runs
 
 
+def _seed_store(preset, s, up, seeds, store, data_root, progress) -> Path:
+    return student_store(preset, up[s], store=seed_store_path(preset, up[s], seeds[0], store), data_root=data_root,
+                         progress=progress)
+
+
 def table2_runs(methods: list[str], preset: str, seeds: list[int], store: str | os.PathLike | None = None,
-                data_root: str | os.PathLike | None = None, progress: bool = True) -> dict:
-    """``{method: [finished RunDir per seed]}``, each run or reused, all from one store (the
-    teachers of ``seeds[0]``)."""
+                data_root: str | os.PathLike | None = None, progress: bool = True, strict: bool = False) -> dict:
+    """``{method: [finished RunDir per seed]}``, each run or reused, from the store of the
+    teachers of ``seeds[0]`` (with ``strict``: each seed's from its own teachers' store)."""
     from harness.distill.methods import METHODS, MethodError
 
     unknown = [m for m in methods if m not in METHODS]
     if unknown:  # before any expensive step
         raise MethodError(f"unknown method {unknown[0]!r}; choose one of {', '.join(METHODS)}")
-    path = student_store(preset, seeds[0], store=store, data_root=data_root, progress=progress)
-    return {m: [run_method(m, preset, s, store=path, progress=progress) for s in seeds] for m in methods}
+    up = _upstream_seeds(seeds, strict, store)
+    paths = {s: _seed_store(preset, s, up, seeds, store, data_root, progress) for s in seeds}
+    return {m: [run_method(m, preset, s, store=paths[s], progress=progress) for s in seeds] for m in methods}
 
 
 def teacher_runs(preset: str, seed: int = 0, data_root: str | os.PathLike | None = None,
@@ -181,13 +205,14 @@ LABEL_NOISE_RATES = (0.0, 0.2, 0.4)
 
 def label_noise_runs(preset: str, seeds: list[int], rates=LABEL_NOISE_RATES, methods=LABEL_NOISE_METHODS,
                      store: str | os.PathLike | None = None, data_root: str | os.PathLike | None = None,
-                     progress: bool = True) -> dict:
-    """``{(method, rate): [finished RunDir per seed]}``, each run or reused, from one store (the
-    teachers of ``seeds[0]``); rate 0 is the clean run Table 2 already has."""
+                     progress: bool = True, strict: bool = False) -> dict:
+    """``{(method, rate): [finished RunDir per seed]}``, each run or reused, from the stores of
+    ``table2_runs``; rate 0 is the clean run Table 2 already has."""
     from harness.distill.label_noise import check_noise
 
     for rate in rates:  # before any expensive step
         check_noise(rate)
-    path = student_store(preset, seeds[0], store=store, data_root=data_root, progress=progress)
-    return {(m, float(r)): [run_method(m, preset, s, store=path, progress=progress, label_noise=r) for s in seeds]
-            for r in rates for m in methods}
+    up = _upstream_seeds(seeds, strict, store)
+    paths = {s: _seed_store(preset, s, up, seeds, store, data_root, progress) for s in seeds}
+    return {(m, float(r)): [run_method(m, preset, s, store=paths[s], progress=progress, label_noise=r)
+                            for s in seeds] for r in rates for m in methods}

@@ -26,6 +26,7 @@ class Request:
     data_root: str | None = None
     command: str = ""
     progress: bool = True
+    strict: bool = False      # each seed with its own pretraining, teachers and store
     # runs already gathered by an earlier artifact of the same report (so the plan runs once)
     cache: dict = field(default_factory=dict)
 
@@ -47,7 +48,7 @@ def table1_runs(req: Request) -> dict:
 
     if "table1" not in req.cache:
         req.cache["table1"] = pipeline.table1_runs(req.preset, req.seeds, req.data_root, store=req.store,
-                                                   progress=req.progress)
+                                                   progress=req.progress, strict=req.strict)
     return req.cache["table1"]
 
 
@@ -59,14 +60,14 @@ def table2_runs(req: Request, methods: list[str] | None = None) -> dict:
     missing = [m for m in methods if m not in have]
     if missing:
         have.update(pipeline.table2_runs(missing, req.preset, req.seeds, store=req.store, data_root=req.data_root,
-                                         progress=req.progress))
+                                         progress=req.progress, strict=req.strict))
     return {m: have[m] for m in methods}
 
 
 def table1(req: Request) -> str:
     from harness.tables.tables import render_table1
 
-    return render_table1(table1_runs(req), req.command, req.out)
+    return render_table1(table1_runs(req), req.command, req.out, req.strict)
 
 
 def table2(req: Request, methods: list[str] | None = None) -> str:
@@ -74,7 +75,7 @@ def table2(req: Request, methods: list[str] | None = None) -> str:
     from harness.tables.tables import render_table2, table2_dir
 
     methods = methods or _table2_methods()
-    return render_table2(table2_runs(req, methods), req.command, table2_dir(req.preset, methods))
+    return render_table2(table2_runs(req, methods), req.command, table2_dir(req.preset, methods), req.strict)
 
 
 def claims(req: Request) -> str:
@@ -127,7 +128,7 @@ def label_noise(req: Request, rates=None) -> str:
 
     rates = pipeline.LABEL_NOISE_RATES if rates is None else rates
     runs = pipeline.label_noise_runs(req.preset, req.seeds, rates, store=req.store, data_root=req.data_root,
-                                     progress=req.progress)
+                                     progress=req.progress, strict=req.strict)
     labels = {m: METHODS[m].label for m, _ in runs}
     return render_label_noise(runs, labels, dataset_label([r for rs in runs.values() for r in rs]), req.command,
                               req.out)
@@ -221,9 +222,13 @@ def _render_report(req: Request, made: list[tuple[str, str, float]], total: floa
     return "\n".join([
         f"# Reproduction report: {req.preset}",
         "",
-        f"Seeds {', '.join(map(str, req.seeds))}: a seed varies fine-tuning and distillation; the teachers, their "
-        f"pretraining and the store are those of seed {req.seeds[0]}. Every number in the files below was computed "
-        "by the runs they list; the paper's numbers stand beside ours, labelled as the paper's.",
+        f"Seeds {', '.join(map(str, req.seeds))}: " + (
+            "each seed re-trains every stage (pretraining, teachers, store, fine-tuning, distillation). "
+            if req.strict else
+            f"a seed varies fine-tuning and distillation; the teachers, their pretraining and the store are those of "
+            f"seed {req.seeds[0]}. ")
+        + "Every number in the files below was computed by the runs they list; the paper's numbers stand beside "
+          "ours, labelled as the paper's.",
         "",
         *_claims_summary(req.out),
         "",

@@ -223,3 +223,42 @@ def test_seeds_render_as_mean_and_sample_std_with_every_run_listed(tmp_path):
     assert kd["ours"] == pytest.approx(50.0) and kd["ours_std"] == pytest.approx(10.0) and kd["seeds"] == [0, 1, 2]
     assert kd["per_seed"] == {"0": 40.0, "1": 50.0, "2": 60.0} and len(kd["runs"]) == 3
     assert data["rows"][1]["ours_std"] is None and data["seeds"] == [0, 1, 2]
+
+
+def test_strict_seeds_give_each_seed_its_own_pretraining_teachers_and_store(monkeypatch):
+    """The plan, with the training steps replaced by recorders: by default every seed shares
+    the base seed's pretraining and store; --strict-seeds gives each seed its own."""
+    from harness import pipeline
+    from harness.errors import HarnessError
+
+    made = []
+
+    class Run:
+        def __init__(self, **kw):
+            made.append(kw)
+
+    monkeypatch.setattr(pipeline, "ensure_data", lambda preset, root=None: "data")
+    monkeypatch.setattr(pipeline, "student_store",
+                        lambda preset, seed, store=None, data_root=None, progress=True: f"store(teachers {seed}, {store})")
+    monkeypatch.setattr(pipeline, "run_method", lambda m, preset, s, store=None, progress=True, **kw:
+                        Run(kind="distill", seed=s, store=store))
+    import harness.finetune as ft
+    monkeypatch.setattr(ft, "finetune", lambda arch, init, preset, s, pretrain_seed=None, **kw:
+                        Run(kind="finetune", seed=s, pretrain_seed=pretrain_seed))
+    monkeypatch.setattr(ft, "finetune_pretext", lambda task, preset, s, pretrain_seed=None, **kw:
+                        Run(kind="pretext", seed=s, pretrain_seed=pretrain_seed))
+
+    pipeline.table1_runs("tiny", [3, 4, 5])
+    assert {m["pretrain_seed"] for m in made if m["kind"] != "distill"} == {3}
+    assert {m["store"] for m in made if m["kind"] == "distill"} == {"store(teachers 3, None)"}
+    made.clear()
+    pipeline.table1_runs("tiny", [3, 4, 5], strict=True)
+    assert all(m["pretrain_seed"] == m["seed"] for m in made if m["kind"] != "distill")
+    stores = {m["seed"]: m["store"] for m in made if m["kind"] == "distill"}
+    assert stores == {3: "store(teachers 3, None)", 4: "store(teachers 4, cache/tiny-teachers-seed4.zarr)",
+                      5: "store(teachers 5, cache/tiny-teachers-seed5.zarr)"}
+    made.clear()
+    pipeline.table2_runs(["kd"], "tiny", [0, 1], strict=True)
+    assert [m["store"] for m in made] == ["store(teachers 0, None)", "store(teachers 1, cache/tiny-teachers-seed1.zarr)"]
+    with pytest.raises(HarnessError, match="--store s.zarr: a store holds one seed's teachers"):
+        pipeline.table2_runs(["kd"], "tiny", [0, 1], store="s.zarr", strict=True)

@@ -73,8 +73,13 @@ class Difference:
         return "holds" if self.lo > 0 else "fails" if self.hi < 0 else "inconclusive"
 
 
-def paired_difference(a: Cell, b: Cell, n_boot: int = N_BOOT, seed: int = 0) -> Difference:
-    """A minus B with its paired-bootstrap interval (module docstring)."""
+def paired_difference(a: Cell, b: Cell, n_boot: int = N_BOOT, seed: int = 0, n_seeds: int | None = None,
+                      n_videos: int | None = None) -> Difference:
+    """A minus B with its paired-bootstrap interval (module docstring).
+
+    ``n_seeds`` / ``n_videos``: draw that many seeds / videos per replicate instead of as many
+    as were run, which projects the standard error to a benchmark of that size under the
+    observed spread (``projected_se``); the difference itself is always the observed one."""
     if not a.by_seed or not b.by_seed:
         raise ClaimError(f"{a.name if not a.by_seed else b.name}: no runs with saved test predictions")
     seeds_a, seeds_b = sorted(a.by_seed), sorted(b.by_seed)
@@ -84,11 +89,13 @@ def paired_difference(a: Cell, b: Cell, n_boot: int = N_BOOT, seed: int = 0) -> 
     rng = np.random.default_rng(seed)
     v = ca.shape[1]
     paired = seeds_a == seeds_b
+    draw_v = n_videos or v
+    draw_a, draw_b = n_seeds or len(seeds_a), n_seeds or len(seeds_b)
     reps = np.empty(n_boot)
     for i in range(n_boot):
-        vid = rng.integers(0, v, v)
-        sa = rng.integers(0, len(seeds_a), len(seeds_a))
-        sb = sa if paired else rng.integers(0, len(seeds_b), len(seeds_b))
+        vid = rng.integers(0, v, draw_v)
+        sa = rng.integers(0, len(seeds_a), draw_a)
+        sb = sa if paired else rng.integers(0, len(seeds_b), draw_b)
         reps[i] = ca[np.ix_(sa, vid)].mean() - cb[np.ix_(sb, vid)].mean()
     reps *= 100.0
     tail = (1.0 - LEVEL) / 2
@@ -197,6 +204,20 @@ def cells_from_runs(runs: dict[str, list]) -> dict[str, Cell]:
                 by_seed[int(run.final()["seed"])] = pred
         cells[key] = Cell(key, by_seed, [str(r.path) for r in seed_runs])
     return cells
+
+
+def projected_se(cells: dict[str, Cell], claims, sizes: list[tuple[int, int]], n_boot: int = 1000) -> list[dict]:
+    """The median paired standard error over ``claims``' differences if each cell had been run
+    with ``n_seeds`` seeds on ``n_videos`` test videos, for each ``(n_seeds, n_videos)`` of
+    ``sizes``: the bootstrap of ``paired_difference`` drawing that many of each. It assumes new
+    videos and seeds spread as the observed ones do; it measures nothing new."""
+    pairs = [(c.better, b) for c in claims for b in c.than]
+    out = []
+    for n_seeds, n_videos in sizes:
+        ses = [paired_difference(cells[a], cells[b], n_boot, n_seeds=n_seeds, n_videos=n_videos).se for a, b in pairs]
+        out.append({"n_seeds": n_seeds, "n_videos": n_videos, "median_se_points": float(np.median(ses)),
+                    "max_se_points": float(np.max(ses)), "n_differences": len(ses)})
+    return out
 
 
 def _paper_diff(claim: Claim, paper: dict[str, dict]) -> float | None:

@@ -110,8 +110,10 @@ def _ours_cell(row: MeasuredRow, std: float | None) -> str:
     return f"{row.value:.1f}" if std is None else f"{row.value:.1f} ± {std:.1f}"
 
 
-def render(table: int, rows: list[MeasuredRow], dataset_label: str, command: str, out_dir: Path) -> str:
-    """Write ``table{N}.md/.csv/.json`` under ``out_dir`` and return the markdown."""
+def render(table: int, rows: list[MeasuredRow], dataset_label: str, command: str, out_dir: Path,
+           strict: bool = False) -> str:
+    """Write ``table{N}.md/.csv/.json/.tex`` under ``out_dir`` and return the markdown.
+    ``strict``: each seed's runs come from that seed's own teachers (the footer says so)."""
     paper = paper_numbers(table)
     with_pretext = any(row.pretext for row in rows)
     extra = (" Ours: pretraining metric, held-out |", "---|") if with_pretext else ("", "")
@@ -134,8 +136,9 @@ def render(table: int, rows: list[MeasuredRow], dataset_label: str, command: str
                         "paper": {d: ref.get(d) for d in PAPER_DATASETS}})
     version = code_version()  # one stamp for the markdown and the JSON
     seeds = sorted({s for row in rows for s in row.per_seed})
-    spread = (f" Ours: mean ± standard deviation over seeds {', '.join(map(str, seeds))} (each a separate fine-tuning "
-              f"or distillation run; teachers and store fixed)." if len(seeds) > 1 else
+    scope = ("each seed with its own pretraining, teachers and store" if strict else
+             "each a separate fine-tuning or distillation run; teachers and store fixed")
+    spread = (f" Ours: mean ± standard deviation over seeds {', '.join(map(str, seeds))} ({scope})." if len(seeds) > 1 else
               f" Ours: one seed ({seeds[0]})." if seeds else "")
     machines = run_machines([run for row in rows for run in row.runs])
     md = "\n".join([
@@ -164,5 +167,6 @@ def render(table: int, rows: list[MeasuredRow], dataset_label: str, command: str
                 + f"Made by \\texttt{{{latex_escape(command)}}} (code {latex_escape(version)}).")
     write_json_atomic(out_dir / f"table{table}.json",
                       {"table": table, "dataset": dataset_label, "command": command, "seeds": seeds,
+                       "seeds_retrain_teachers": strict,
                        "code_version": version, "machines": machines, "rows": records})
     return md

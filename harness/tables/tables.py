@@ -62,7 +62,7 @@ def _per_seed(runs: list[RunDir]) -> tuple[dict[int, float], str]:
     return {int(f["seed"]): 100.0 * f["value"] for f in finals}, finals[0]["metric"]
 
 
-def render_table2(runs: dict[str, list[RunDir]], command: str, out_dir: Path) -> str:
+def render_table2(runs: dict[str, list[RunDir]], command: str, out_dir: Path, strict: bool = False) -> str:
     """Table 2 from ``{method: [finished RunDir per seed]}`` (``pipeline.table2_runs``)."""
     from harness.distill.methods import METHODS
 
@@ -71,7 +71,7 @@ def render_table2(runs: dict[str, list[RunDir]], command: str, out_dir: Path) ->
         per_seed, metric = _per_seed(seed_runs)
         rows.append(MeasuredRow(method, METHODS[method].label, seed_stats(per_seed)[0], metric,
                                 runs=[str(r.path) for r in seed_runs], note=METHODS[method].notes, per_seed=per_seed))
-    return render(2, rows, dataset_label([r for rs in runs.values() for r in rs]), command, out_dir)
+    return render(2, rows, dataset_label([r for rs in runs.values() for r in rs]), command, out_dir, strict)
 
 
 def table2_dir(preset: str, methods: list[str]) -> Path:
@@ -106,7 +106,7 @@ def supervised_stage_metrics(finetune_final: dict) -> dict | None:
             "higher_is_better": True, "run": stage["run"]}
 
 
-def render_table1(runs: dict[str, list[RunDir]], command: str, out_dir: Path) -> str:
+def render_table1(runs: dict[str, list[RunDir]], command: str, out_dir: Path, strict: bool = False) -> str:
     """Table 1 from ``{row key: [finished RunDir per seed]}`` (``pipeline.table1_runs``): each
     single-task row beside the held-out metric of the pretraining (or supervised stage) its
     runs started from (one, shared by the seeds)."""
@@ -120,4 +120,4 @@ def render_table1(runs: dict[str, list[RunDir]], command: str, out_dir: Path) ->
         rows.append(MeasuredRow(key, label, seed_stats(per_seed)[0], metric,
                                 runs=[*(str(r.path) for r in seed_runs), *extra], note=note, pretext=pre,
                                 per_seed=per_seed))
-    return render(1, rows, dataset_label([r for rs in runs.values() for r in rs]), command, out_dir)
+    return render(1, rows, dataset_label([r for rs in runs.values() for r in rs]), command, out_dir, strict)
