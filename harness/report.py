@@ -78,9 +78,11 @@ def table2(req: Request, methods: list[str] | None = None) -> str:
     return render_table2(table2_runs(req, methods), req.command, table2_dir(req.preset, methods), req.strict)
 
 
-def claims(req: Request) -> str:
+def claims(req: Request, power: bool = False) -> str:
+    """The claims table; ``power`` adds the paired error projected to larger benchmarks."""
     from harness.tables.claims import (CURVE_CLAIMS, TABLE1_CLAIMS, TABLE2_CLAIMS, cells_from_runs, curves_from_runs,
-                                       judge, judge_curve, render_claims)
+                                       claim_pairs, judge, judge_curve, power_sizes, projected_se,
+                                       render_claims)
     from harness.tables.render import paper_numbers
     from harness.tables.tables import dataset_label
 
@@ -90,7 +92,13 @@ def claims(req: Request) -> str:
     results = ([judge(c, c2) for c in TABLE2_CLAIMS] + [judge(c, c1) for c in TABLE1_CLAIMS]
                + [judge_curve(c, curves) for c in CURVE_CLAIMS])
     label = dataset_label([r for rs in (*t1.values(), *t2.values()) for r in rs])
-    return render_claims(results, {1: paper_numbers(1), 2: paper_numbers(2)}, label, req.command, req.out)
+    projected = None
+    if power:
+        first = next(iter(c2.values())).by_seed
+        sizes = power_sizes(len(req.seeds), len(next(iter(first.values()))["video_ids"]))
+        projected = projected_se(claim_pairs(c2, TABLE2_CLAIMS) + claim_pairs(c1, TABLE1_CLAIMS), sizes)
+    return render_claims(results, {1: paper_numbers(1), 2: paper_numbers(2)}, label, req.command, req.out,
+                         projected)
 
 
 def figures(req: Request) -> str:
@@ -148,7 +156,7 @@ ARTIFACTS = {
     "teachers": (teachers, "teachers.md"),
     "table1": (table1, "table1.md"),
     "table2": (table2, "table2.md"),
-    "claims": (claims, "claims.md"),
+    "claims": (lambda req: claims(req, power=True), "claims.md"),
     "figures": (figures, "figures/"),
     "label-noise": (label_noise, "label_noise.md"),
 }

@@ -136,7 +136,7 @@ def test_a_curve_claim_is_early_accuracy_paired_over_seeds_with_a_t_interval():
 
 def test_projected_error_shrinks_as_one_over_root_videos_for_one_seed():
     """One seed, independent per-video differences: SE(n videos) = SE(V) * sqrt(V / n)."""
-    from harness.tables.claims import projected_se
+    from harness.tables.claims import claim_pairs, projected_se
 
     rng = np.random.default_rng(2)
     ca = (rng.random(V) < 0.6).astype(float)
@@ -144,7 +144,7 @@ def test_projected_error_shrinks_as_one_over_root_videos_for_one_seed():
     cells = {"a": _cell("a", {0: ca}), "b": _cell("b", {0: cb})}
     claim = Claim("a beats b", "t", "a", ("b",))
     base = 100.0 * (ca - cb).std(ddof=0) / np.sqrt(V)
-    (at_v, at_4v) = projected_se(cells, [claim], [(1, V), (1, 4 * V)], n_boot=4000)
+    (at_v, at_4v) = projected_se(claim_pairs(cells, [claim]), [(1, V), (1, 4 * V)], n_boot=4000)
     assert at_v["median_se_points"] == pytest.approx(base, rel=0.06)
     assert at_4v["median_se_points"] == pytest.approx(base / 2, rel=0.06)
     # the observed difference is not what is projected

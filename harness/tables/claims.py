@@ -206,15 +206,19 @@ def cells_from_runs(runs: dict[str, list]) -> dict[str, Cell]:
     return cells
 
 
-def projected_se(cells: dict[str, Cell], claims, sizes: list[tuple[int, int]], n_boot: int = 1000) -> list[dict]:
-    """The median paired standard error over ``claims``' differences if each cell had been run
-    with ``n_seeds`` seeds on ``n_videos`` test videos, for each ``(n_seeds, n_videos)`` of
-    ``sizes``: the bootstrap of ``paired_difference`` drawing that many of each. It assumes new
-    videos and seeds spread as the observed ones do; it measures nothing new."""
-    pairs = [(c.better, b) for c in claims for b in c.than]
+def claim_pairs(cells: dict[str, Cell], claims) -> list[tuple[Cell, Cell]]:
+    """Every (better, opponent) pair of cells the ``claims`` compare."""
+    return [(cells[c.better], cells[b]) for c in claims for b in c.than]
+
+
+def projected_se(pairs: list[tuple[Cell, Cell]], sizes: list[tuple[int, int]], n_boot: int = 1000) -> list[dict]:
+    """The median and largest paired standard error over ``pairs`` (``claim_pairs``) if each cell
+    had been run with ``n_seeds`` seeds on ``n_videos`` test videos, for each ``(n_seeds,
+    n_videos)`` of ``sizes``: the bootstrap of ``paired_difference`` drawing that many of each.
+    It assumes new videos and seeds spread as the observed ones do; it measures nothing new."""
     out = []
     for n_seeds, n_videos in sizes:
-        ses = [paired_difference(cells[a], cells[b], n_boot, n_seeds=n_seeds, n_videos=n_videos).se for a, b in pairs]
+        ses = [paired_difference(a, b, n_boot, n_seeds=n_seeds, n_videos=n_videos).se for a, b in pairs]
         out.append({"n_seeds": n_seeds, "n_videos": n_videos, "median_se_points": float(np.median(ses)),
                     "max_se_points": float(np.max(ses)), "n_differences": len(ses)})
     return out
@@ -226,8 +230,29 @@ def _paper_diff(claim: Claim, paper: dict[str, dict]) -> float | None:
     return paper[claim.better]["ucf101"] - paper[claim.than[0]]["ucf101"]
 
 
-def render_claims(results: list[dict], paper: dict[int, dict], dataset_label: str, command: str, out_dir) -> str:
-    """Write ``claims.{md,json}`` under ``out_dir`` and return the markdown."""
+def power_sizes(n_seeds: int, n_videos: int) -> list[tuple[int, int]]:
+    """The benchmark sizes ``harness claims --power`` projects to: today's, more videos, more seeds."""
+    grid = [(n_seeds, n_videos * k) for k in (1, 3, 5, 10)] + [(5, 5 * n_videos), (10, 5 * n_videos),
+                                                              (10, 10 * n_videos)]
+    return list(dict.fromkeys(grid))
+
+
+def _power_lines(power: list[dict] | None) -> list[str]:
+    if not power:
+        return []
+    lines = ["", "Power: the median (and largest) paired standard error over the differences above if every cell had "
+             "been run with more seeds or on more test videos, projected by the same bootstrap drawing that many "
+             "of each under the observed spread (an estimate, not a measurement):", "",
+             "| Seeds | Test videos | Median SE, points | Largest SE, points |", "|---:|---:|---:|---:|"]
+    lines += [f"| {p['n_seeds']} | {p['n_videos']} | {p['median_se_points']:.2f} | {p['max_se_points']:.2f} |"
+              for p in power]
+    return lines
+
+
+def render_claims(results: list[dict], paper: dict[int, dict], dataset_label: str, command: str, out_dir,
+                  power: list[dict] | None = None) -> str:
+    """Write ``claims.{md,json,tex}`` under ``out_dir`` and return the markdown; ``power``: the
+    rows of ``projected_se``, shown when given."""
     from pathlib import Path
 
     from harness.provenance import code_version, write_json_atomic
@@ -271,6 +296,7 @@ def render_claims(results: list[dict], paper: dict[int, dict], dataset_label: st
         "",
         f"Verdicts: {counts['holds']} hold, {counts['fails']} fail, {counts['inconclusive']} inconclusive. "
         + (f"Median standard error of a paired difference: {median_se:.1f} points." if median_se is not None else ""),
+        *_power_lines(power),
         "",
         f"Made by: `{command}` (code {version}). Runs behind each claim are listed in claims.json.",
     ])
@@ -284,5 +310,6 @@ def render_claims(results: list[dict], paper: dict[int, dict], dataset_label: st
                 + f"Made by \\texttt{{{latex_escape(command)}}} (code {latex_escape(version)}).")
     write_json_atomic(out_dir / "claims.json", {"command": command, "code_version": version, "dataset": dataset_label,
                                                 "n_boot": N_BOOT, "level": LEVEL, "verdicts": counts,
-                                                "median_se_points": median_se, "claims": results})
+                                                "median_se_points": median_se, "power": power,
+                                                "claims": results})
     return md
