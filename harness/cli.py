@@ -45,12 +45,18 @@ data_root_option = click.option("--data-root", type=click.Path(file_okay=False),
                                 help="Dataset root (default for smoke/tiny: data/synth-<preset>, generated if missing).")
 
 
-def _request(preset, seed, store, data_root, seeds, strict_seeds):
+def _request(preset, seed, store, data_root, seeds, strict_seeds, volumes=False):
     """What a table command asks the pipeline for (``harness.report.Request``)."""
     from harness import pipeline
 
     return report.Request(preset, pipeline.seed_list(preset, seed, seeds), store=store, data_root=data_root,
-                          command=command_line(), strict=strict_seeds)
+                          command=command_line(), strict=strict_seeds, volumes=volumes)
+
+
+volumes_option = click.option(
+    "--volumes", is_flag=True,
+    help="Also Fig. 4b: the G_l+G_r student from teachers pretrained on 25%, 50% and 100% of the unlabeled videos "
+         "(trains two more sets of teachers and stores the first time).")
 
 
 strict_seeds_option = click.option(
@@ -388,13 +394,14 @@ def table2(preset, seed, store, data_root, seeds, strict_seeds):
 @table_options
 @click.option("--power", is_flag=True,
               help="Also project the paired standard error to more seeds and test videos (about a minute on tiny).")
-def claims(preset, seed, store, data_root, seeds, strict_seeds, power):
+@volumes_option
+def claims(preset, seed, store, data_root, seeds, strict_seeds, power, volumes):
     """Test each claim of the paper on our runs: a paired difference, its 95% interval and a verdict.
 
     Runs or reuses every run behind Tables 1 and 2 (the same runs those commands use) and writes
     tables/generated/<preset>/claims.{md,json}: holds / fails / inconclusive per claim.
     """
-    click.echo(report.claims(_request(preset, seed, store, data_root, seeds, strict_seeds), power=power))
+    click.echo(report.claims(_request(preset, seed, store, data_root, seeds, strict_seeds, volumes), power=power))
 
 
 @main.command("label-noise")
@@ -417,14 +424,15 @@ def label_noise(preset, seed, store, data_root, seeds, strict_seeds, rates):
 
 @main.command()
 @table_options
-def figures(preset, seed, store, data_root, seeds, strict_seeds):
+@volumes_option
+def figures(preset, seed, store, data_root, seeds, strict_seeds, volumes):
     """Draw the figures from the runs behind Table 2 (run or reused), as PNG and PDF.
 
     Writes tables/generated/<preset>/figures/: fig4a_curves (test accuracy per epoch, G_l vs
     G_l+G_r and MMGD vs MMGD+G_r), fig3_conv1 (first-layer filters of the teachers and of the
     MMGD and G_l+G_r students) and graph_weights (learned G_l adjacency, G_r vertex weights).
     """
-    click.echo(report.figures(_request(preset, seed, store, data_root, seeds, strict_seeds)))
+    click.echo(report.figures(_request(preset, seed, store, data_root, seeds, strict_seeds, volumes)))
 
 
 @main.command("report")
@@ -435,7 +443,8 @@ def report_cmd(preset, seed, store, data_root, seeds, strict_seeds, skip):
     """The whole reproduction: teachers, Tables 1 and 2, the claims, the figures and the
     weak-supervision table, each run or reused, then tables/generated/<preset>/REPORT.md
     (what was made, the claims' verdicts, where the time went)."""
-    click.echo(report.make_report(_request(preset, seed, store, data_root, seeds, strict_seeds), tuple(skip)))
+    click.echo(report.make_report(_request(preset, seed, store, data_root, seeds, strict_seeds, volumes=True),
+                                  tuple(skip)))
 
 
 @main.command(context_settings={"ignore_unknown_options": True})

@@ -24,12 +24,15 @@ def ensure_data(preset: str, data_root: str | os.PathLike | None = None) -> Path
 
 
 def teacher_checkpoints(preset: str, seed: int = 0, data_root: str | os.PathLike | None = None,
-                        tasks: tuple[str, ...] = TEACHER_TASKS) -> dict[str, Path]:
-    """The fine-tuned teacher of each task (self-supervised pretraining, then fine-tuning),
-    trained now if no finished run with the same config exists."""
+                        tasks: tuple[str, ...] = TEACHER_TASKS, pretext_overrides: dict | None = None,
+                        progress: bool = True) -> dict[str, Path]:
+    """The fine-tuned teacher of each task (self-supervised pretraining, with
+    ``pretext_overrides``, then fine-tuning), trained now if no finished run with the same
+    config exists."""
     from harness.finetune import finetune_pretext
 
-    return {task: finetune_pretext(task, preset, seed, data_root=data_root).path / "checkpoint.pt"
+    return {task: finetune_pretext(task, preset, seed, data_root=data_root, pretext_overrides=pretext_overrides,
+                                   progress=progress).path / "checkpoint.pt"
             for task in tasks}
 
 
@@ -216,3 +219,42 @@ def label_noise_runs(preset: str, seeds: list[int], rates=LABEL_NOISE_RATES, met
     paths = {s: _seed_store(preset, s, up, seeds, store, data_root, progress) for s in seeds}
     return {(m, float(r)): [run_method(m, preset, s, store=paths[s], progress=progress, label_noise=r)
                             for s in seeds] for r in rates for m in methods}
+
+
+# Fig. 4b: the distilled student against the volume of unlabeled video its teachers were
+# pretrained on. Each volume is the first share of the unlabeled list (the pretext metric is
+# held out from those videos); the labeled data, fine-tuning and distillation are unchanged.
+UNLABELED_VOLUMES = (0.25, 0.5, 1.0)
+
+
+def unlabeled_counts(preset: str, volumes=UNLABELED_VOLUMES, data_root: str | os.PathLike | None = None) -> dict:
+    """``{volume: number of unlabeled videos}`` (at least 2 each: one is held out)."""
+    from harness.data.index import open_index
+
+    for v in volumes:
+        if not 0.0 < float(v) <= 1.0:
+            raise HarnessError(f"an unlabeled volume must be in (0, 1], got {v}")
+    n = len(open_index("synth", ensure_data(preset, data_root), subset="unlabeled"))
+    return {float(v): max(2, int(round(float(v) * n))) for v in volumes}
+
+
+def volume_runs(preset: str, seeds: list[int], volumes=UNLABELED_VOLUMES, method: str = "gl+gr",
+                data_root: str | os.PathLike | None = None, progress: bool = True) -> dict:
+    """``{number of unlabeled videos: [finished RunDir of ``method`` per seed]}``: per volume the
+    four teachers pretrained on that many unlabeled videos (seed ``seeds[0]``), fine-tuned, cached
+    into their own store (the full volume uses the preset's default store), then distilled."""
+    root = ensure_data(preset, data_root)
+    counts = unlabeled_counts(preset, volumes, root)
+    out = {}
+    for v, n in sorted(counts.items()):
+        full = v == 1.0
+        ckpts = teacher_checkpoints(preset, seeds[0], root, pretext_overrides=None if full else {"max_videos": n},
+                                    progress=progress)
+        path = default_store_path(preset, "zarr")
+        if not full:
+            path = path.with_name(f"{preset}-unlabeled{n}.zarr")
+        st = cache_teachers(preset, ckpts, root, store=path, progress=progress)
+        if not st.is_complete():
+            raise HarnessError(f"{path}: other writer processes have not finished their chunks yet")
+        out[n] = [run_method(method, preset, s, store=path, progress=progress) for s in seeds]
+    return out

@@ -150,3 +150,20 @@ def test_projected_error_shrinks_as_one_over_root_videos_for_one_seed():
     # the observed difference is not what is projected
     assert paired_difference(cells["a"], cells["b"], 500, n_videos=4 * V).diff == pytest.approx(
         100.0 * (ca.mean() - cb.mean()))
+
+
+def test_the_volume_claim_compares_the_largest_volume_with_the_smallest():
+    from harness.tables.claims import judge_volume
+
+    half = (np.arange(V) % 2).astype(float)
+    more = half.copy()
+    more[::2] = 1.0                                       # right everywhere: +50 points over "half"
+    cells = {75: _cell("75", {0: half, 1: half}), 150: _cell("150", {0: half, 1: half}),
+             300: _cell("300", {0: more, 1: more})}
+    r = judge_volume(cells)
+    assert r["volumes"] == [75, 150, 300] and r["verdict"] == "holds"
+    assert r["differences"][0]["diff"] == pytest.approx(50.0) and r["differences"][0]["a"] == "300"
+    assert [s["verdict"] for s in r["steps"]] == ["inconclusive", "holds"]
+    assert judge_volume({75: cells[300], 300: cells[75]})["verdict"] == "fails"
+    with pytest.raises(ClaimError, match="at least two volumes"):
+        judge_volume({300: cells[300]})

@@ -73,14 +73,15 @@ def test_table1_smoke_end_to_end(tmp_path, monkeypatch):
 
     # the whole report on top: Table 1's runs are reused, everything else is made, and REPORT.md
     # links every artifact it wrote
-    rep = CliRunner().invoke(main, ["report", "--preset", "smoke"])
+    rep = CliRunner().invoke(main, ["report", "--preset", "smoke", "--skip", "volumes"])   # Fig. 4b: its own test
     assert rep.exit_code == 0, rep.output
     assert stamps == {run: (Path(run) / "final.json").stat().st_mtime_ns for run in stamps}
     out = tmp_path / "tables/generated/smoke"
     report = (out / "REPORT.md").read_text()
     for target in ("teachers.md", "table1.md", "table2.md", "claims.md", "figures/", "label_noise.md"):
         assert f"]({target})" in report and (out / target).exists()
-    assert "Made by: `harness report --preset smoke --seed 0`" in report
+    assert "fig4b" not in report and "`harness claims --volumes` trains its runs" in (out / "claims.md").read_text()
+    assert "Made by: `harness report --preset smoke --seed 0 --skip volumes`" in report
     claims = json.loads((out / "claims.json").read_text())
     assert sum(claims["verdicts"].values()) == len(claims["claims"]) and f"Of {len(claims['claims'])} claims" in report
     assert {c["source"] for c in claims["claims"]} == {"Table 1", "Table 2", "Fig. 4a"}
@@ -262,3 +263,41 @@ def test_strict_seeds_give_each_seed_its_own_pretraining_teachers_and_store(monk
     assert [m["store"] for m in made] == ["store(teachers 0, None)", "store(teachers 1, cache/tiny-teachers-seed1.zarr)"]
     with pytest.raises(HarnessError, match="--store s.zarr: a store holds one seed's teachers"):
         pipeline.table2_runs(["kd"], "tiny", [0, 1], store="s.zarr", strict=True)
+
+
+def test_fig4b_pretrains_each_volume_on_the_first_share_of_the_unlabeled_list(monkeypatch):
+    """The plan of the Fig. 4b runs, with the training steps replaced by recorders."""
+    from harness import pipeline
+
+    calls = []
+    monkeypatch.setattr(pipeline, "ensure_data", lambda preset, root=None: "data")
+    monkeypatch.setattr(pipeline, "unlabeled_counts", lambda preset, volumes, root=None:
+                        {float(v): max(2, round(v * 300)) for v in volumes})
+    monkeypatch.setattr(pipeline, "teacher_checkpoints", lambda preset, seed, root, pretext_overrides=None, **kw:
+                        calls.append(("teachers", seed, pretext_overrides)) or {"sort": f"ckpt{pretext_overrides}"})
+
+    class Store:
+        def is_complete(self):
+            return True
+
+    monkeypatch.setattr(pipeline, "cache_teachers", lambda preset, ckpts, root, store=None, **kw:
+                        calls.append(("store", str(store), ckpts["sort"])) or Store())
+    monkeypatch.setattr(pipeline, "run_method", lambda m, preset, s, store=None, **kw: (m, s, str(store)))
+    out = pipeline.volume_runs("tiny", [0, 1])
+    assert list(out) == [75, 150, 300]
+    assert ("teachers", 0, {"max_videos": 75}) in calls and ("teachers", 0, None) in calls   # 100%: the defaults
+    assert ("store", "cache/tiny-unlabeled75.zarr", "ckpt{'max_videos': 75}") in calls
+    assert ("store", "cache/tiny.zarr", "ckptNone") in calls                                 # the default store
+    assert out[150] == [("gl+gr", 0, "cache/tiny-unlabeled150.zarr"), ("gl+gr", 1, "cache/tiny-unlabeled150.zarr")]
+
+
+def test_fig4b_draws_every_seed_and_names_its_runs(tmp_path):
+    from harness.tables.figures import fig4b_volume, volume_points
+
+    runs = {n: [_fake_run(tmp_path / f"v{n}-{s}", s, v) for s, v in enumerate(values)]
+            for n, values in ((75, (0.30, 0.40)), (300, (0.50, 0.60)))}
+    assert volume_points(runs) == {75: [30.0, 40.0], 300: [50.0, 60.0]}
+    paths = fig4b_volume(runs, "G_l+G_r", tmp_path / "fig")
+    assert {p.suffix for p in paths} == {".png", ".pdf"}
+    caption = (tmp_path / "fig" / "fig4b_volume.txt").read_text()
+    assert "75 videos 35.0%, 300 videos 55.0%" in caption and str(tmp_path / "v300-1") in caption

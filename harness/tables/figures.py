@@ -136,3 +136,31 @@ def graph_weights(runs: dict[str, list], out_dir: Path) -> list[Path]:
     fig.suptitle(f"Learned graphs of G_l+G_r, mean over {len(finals)} seeds", fontsize=9)
     return _save(fig, out_dir, "graph_weights", [str(r.path) for r in runs["gl+gr"]],
                  "G_l adjacency and G_r vertex weights learned by the G_l+G_r student, mean over seeds.")
+
+
+def volume_points(runs: dict[int, list]) -> dict[int, list[float]]:
+    """``{number of unlabeled videos: [test accuracy (%) per seed]}`` of ``pipeline.volume_runs``."""
+    return {n: [100.0 * r.final()["value"] for r in seed_runs] for n, seed_runs in sorted(runs.items())}
+
+
+def fig4b_volume(runs: dict[int, list], label: str, out_dir: Path) -> list[Path]:
+    """Test accuracy of the distilled student against the number of unlabeled videos its
+    teachers were pretrained on: each seed a dot, the mean a line."""
+    plt = _plt()
+    points = volume_points(runs)
+    sizes = list(points)
+    fig, ax = plt.subplots(figsize=(4.6, 3.4))
+    for n, values in points.items():
+        ax.plot([n] * len(values), values, "o", color="C0", alpha=0.4, ms=4)
+    ax.plot(sizes, [float(np.mean(points[n])) for n in sizes], "-", color="C0",
+            label=f"{label}, mean of {len(points[sizes[0]])} seeds")
+    ax.set_xlabel("unlabeled videos used for self-supervised pretraining")
+    ax.set_ylabel("test accuracy, video level (%)")
+    ax.set_xticks(sizes)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.suptitle("Fig. 4b (ours): accuracy vs the volume of unlabeled video", fontsize=9)
+    caption = ("Distilled student's test accuracy against the number of unlabeled videos its four teachers were "
+               "pretrained on (dots: seeds; line: mean). Means: "
+               + ", ".join(f"{n} videos {np.mean(v):.1f}%" for n, v in points.items()) + ".")
+    return _save(fig, out_dir, "fig4b_volume", [str(r.path) for rs in runs.values() for r in rs], caption)
