@@ -144,6 +144,10 @@ def test_teachers_smoke_reports_each_runs_own_seconds(tmp_path, monkeypatch):
     md = (tmp_path / "tables/generated/smoke/teachers.md").read_text()
     assert "harness teachers --preset smoke --seed 0" in md and f"{data['recorded_seconds']:.0f} s" in md
     assert "8 of 8 runs trained now." in md and "reused" not in md
+    rows_csv = (tmp_path / "tables/generated/smoke/teachers.csv").read_text().splitlines()
+    assert len(rows_csv) == 5 and rows_csv[1].startswith("sort,vgg19_teacher,")
+    tex = (tmp_path / "tables/generated/smoke/teachers.tex").read_text()
+    assert r"\toprule" in tex and r"\texttt{harness teachers --preset smoke --seed 0 --quiet}" in tex
 
     again = CliRunner().invoke(main, ["teachers", "--preset", "smoke", "--quiet"])
     assert again.exit_code == 0, again.output

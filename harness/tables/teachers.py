@@ -54,9 +54,29 @@ def render_teachers(made: dict, preset: str, seed: int = 0, command: str = "", o
     out_dir = out_dir or GENERATED / preset
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "teachers.md").write_text(md + "\n")
+    _write_csv_and_latex(rows, preset, command, version, out_dir)
     write_json_atomic(out_dir / "teachers.json", {"preset": preset, "seed": seed, "command": command,
                                                    "code_version": version, "rows": rows, **summary})
     return md
+
+
+def _write_csv_and_latex(rows: list[dict], preset: str, command: str, version: str, out_dir: Path) -> None:
+    import csv
+
+    from harness.tables.render import latex_escape, write_latex
+
+    header = ["Teacher", "Arch", "Pretext metric", "Value", "Chance", "Fine-tuned %", "Pretraining s", "Fine-tuning s"]
+    table = [[r["task"], r["arch"], r["pretext"]["name"], f"{r['pretext']['value']:.4g}",
+              f"{r['pretext']['chance']:.4g}", f"{100 * r['value']:.1f}", f"{r['pretrain_seconds']:.1f}",
+              f"{r['finetune_seconds']:.1f}"] for r in rows]
+    with open(out_dir / "teachers.csv", "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        writer.writerows(table)
+    write_latex(out_dir / "teachers.tex", header, table,
+                latex_escape(f"The four teachers on {preset}: held-out pretext metric, fine-tuned accuracy and the "
+                             "seconds their runs recorded. ")
+                + f"Made by \\texttt{{{latex_escape(command)}}} (code {latex_escape(version)}).")
 
 
 def budget_summary(rows: list[dict], preset: str, wall_seconds: float) -> dict:
