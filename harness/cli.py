@@ -45,12 +45,27 @@ data_root_option = click.option("--data-root", type=click.Path(file_okay=False),
                                 help="Dataset root (default for smoke/tiny: data/synth-<preset>, generated if missing).")
 
 
-def _request(preset, seed, store, data_root, seeds, strict_seeds, volumes=False):
+def _request(preset, seed, store, dataset, data_root, split, seeds, strict_seeds, volumes=False,
+             pretrained_weights=None):
     """What a table command asks the pipeline for (``harness.report.Request``)."""
     from harness import pipeline
 
     return report.Request(preset, pipeline.seed_list(preset, seed, seeds), store=store, data_root=data_root,
-                          command=command_line(), strict=strict_seeds, volumes=volumes)
+                          command=command_line(), strict=strict_seeds, volumes=volumes,
+                          dataset=dataset or pipeline.default_dataset(preset), split=split or 1,
+                          pretrained_weights=pretrained_weights)
+
+
+dataset_option = click.option(
+    "--dataset", type=RegistryChoice("harness.data.index", "DATASETS"), default=None,
+    help="Dataset under --data-root in its official layout (default: synth; the paper preset: ucf101; "
+         "docs/DATASET.md).")
+split_option = click.option("--split", type=click.IntRange(1, 3), default=None,
+                            help="Official train/test split (default 1; CCV has one).")
+pretrained_weights_option = click.option(
+    "--pretrained-weights", type=click.Path(dir_okay=False), default=None,
+    help="ImageNet AlexNet weights (a torchvision-format state_dict) for Table 1's AlexNet_pre on a real dataset; "
+         "without them the row is marked missing.")
 
 
 volumes_option = click.option(
@@ -66,9 +81,10 @@ strict_seeds_option = click.option(
 
 
 def table_options(command):
-    """--preset, --seed, --store, --data-root, --seeds, --strict-seeds: what every table command takes."""
-    for option in reversed((preset_option, seed_option, store_option, data_root_option, seeds_option,
-                            strict_seeds_option)):
+    """--preset, --seed, --store, --dataset, --data-root, --split, --seeds, --strict-seeds: what every
+    table command takes."""
+    for option in reversed((preset_option, seed_option, store_option, dataset_option, data_root_option,
+                            split_option, seeds_option, strict_seeds_option)):
         command = option(command)
     return command
 
@@ -221,8 +237,10 @@ def finetune(arch, init, checkpoint, preset, seed, dataset, data_root, split, qu
 @seed_option
 @click.option("--data-root", type=click.Path(file_okay=False), default=None,
               help="Dataset root (default for smoke/tiny: data/synth-<preset>, generated if missing).")
+@dataset_option
+@split_option
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def teachers(preset, seed, data_root, quiet):
+def teachers(preset, seed, data_root, dataset, split, quiet):
     """Pretrain and fine-tune the four teachers (sort, motion, track, predict) and report their cost.
 
     Reuses finished runs. Prints and writes tables/generated/<preset>/teachers.{md,json}: each
@@ -231,8 +249,11 @@ def teachers(preset, seed, data_root, quiet):
     """
     from harness import report
 
+    from harness import pipeline
+
     click.echo(report.teachers(report.Request(preset, [seed], data_root=data_root, command=command_line(),
-                                              progress=not quiet)))
+                                              progress=not quiet, dataset=dataset or pipeline.default_dataset(preset),
+                                              split=split or 1)))
 
 
 @main.group()
@@ -273,11 +294,14 @@ def config_show(preset, stage, method, arch, task, as_json, overrides):
                    "(sort, motion, track, predict), pretrained and fine-tuned first if missing.")
 @click.option("--data-root", type=click.Path(file_okay=False), default=None,
               help="Dataset root (default for smoke/tiny: data/synth-<preset>, generated if missing).")
+@dataset_option
+@split_option
 @click.option("--info", "info_path", type=click.Path(), default=None, help="Only print a store's manifest and layout.")
 @click.option("--verify", "verify_path", type=click.Path(), default=None,
               help="Only check a store: read every chunk against the checksums recorded when it was written.")
 @set_option
-def cache_teachers(preset, seed, fmt, store, views, teachers, data_root, info_path, verify_path, overrides):
+def cache_teachers(preset, seed, fmt, store, views, teachers, data_root, dataset, split, info_path, verify_path,
+                   overrides):
     """Run the frozen teachers once and cache conv4 maps, logits, frames and views.
 
     Resumable: a killed run continues with its missing chunks. Several processes
@@ -307,10 +331,14 @@ def cache_teachers(preset, seed, fmt, store, views, teachers, data_root, info_pa
     from harness.cache.teachers import cache_config, store_target
 
     # bad settings and a name of the other format fail before any teacher is trained
-    cache_config(preset, parse_overrides(overrides), views)
+    overrides = parse_overrides(overrides)
+    cfg = cache_config(preset, overrides, views)
+    dataset, split = dataset or cfg.dataset, split or cfg.split
+    overrides = {**overrides, "dataset": dataset, "split": split}
+    store = store or pipeline.data_store_path(preset, dataset, split, fmt)
     store_target(preset, store, fmt)
 
-    root = pipeline.ensure_data(preset, data_root)
+    root = pipeline.ensure_data(preset, data_root, dataset)
     if teachers:
         ckpts = {}
         for spec in teachers:
@@ -319,8 +347,8 @@ def cache_teachers(preset, seed, fmt, store, views, teachers, data_root, info_pa
             name, path = spec.split("=", 1)
             ckpts[name] = path
     else:
-        ckpts = pipeline.teacher_checkpoints(preset, seed, root)
-    st = run_cache(preset, ckpts, root, store=store, fmt=fmt, views=views, overrides=parse_overrides(overrides))
+        ckpts = pipeline.teacher_checkpoints(preset, seed, root, dataset=dataset, split=split)
+    st = run_cache(preset, ckpts, root, store=store, fmt=fmt, views=views, overrides=overrides)
     state = "complete" if st.is_complete() else "this process's chunks written; other ranks still writing"
     click.echo(f"{st.path}: {st.n_items} items, {state}")
 
@@ -342,8 +370,10 @@ def cache_teachers(preset, seed, fmt, store, views, teachers, data_root, info_pa
 @click.option("--label-noise", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.0, show_default=True,
               help="Share of training videos whose label is replaced by another class at random (seeded by --seed; "
                    "test labels untouched).")
+@dataset_option
+@split_option
 @set_option
-def distill(method, preset, seed, store, data_root, teacher_seed, label_noise, overrides):
+def distill(method, preset, seed, store, data_root, teacher_seed, label_noise, dataset, split, overrides):
     """Train the student from the feature store with one distillation method.
 
     Writes runs/distill/<preset>/<method>-<config fingerprint>/ (run.json, metrics.jsonl,
@@ -353,7 +383,8 @@ def distill(method, preset, seed, store, data_root, teacher_seed, label_noise, o
     from harness.config import parse_overrides
 
     run = pipeline.run_method(method, preset, seed, parse_overrides(overrides), store=store, data_root=data_root,
-                              teacher_seed=teacher_seed, label_noise=label_noise)
+                              teacher_seed=teacher_seed, label_noise=label_noise,
+                              dataset=dataset or pipeline.default_dataset(preset), split=split or 1)
     final = run.final()
     click.echo(f"{method}: video-level {final['metric']} {100 * final['value']:.2f}% ({run.path})")
 
@@ -362,32 +393,33 @@ def distill(method, preset, seed, store, data_root, teacher_seed, label_noise, o
 @click.option("--method", required=True, type=RegistryChoice("harness.distill.methods", "METHODS"),
               help="Table 2 row to run, e.g. mmgd+gr.")
 @table_options
-def ablation(method, preset, seed, store, data_root, seeds, strict_seeds):
+def ablation(method, **options):
     """Run (or reuse) one Table 2 row and print it beside the paper's numbers."""
-    click.echo(report.table2(_request(preset, seed, store, data_root, seeds, strict_seeds), [method]))
+    click.echo(report.table2(_request(**options), [method]))
 
 
 @main.command()
 @table_options
-def table1(preset, seed, store, data_root, seeds, strict_seeds):
+@pretrained_weights_option
+def table1(**options):
     """Regenerate Table 1 (single self-supervised tasks vs G_l+G_r) beside the paper's numbers.
 
     The main job. Runs every missing step (data, 7 pretext tasks, fine-tuning, the teacher
     store, G_l+G_r distillation), reuses finished runs, and writes
     tables/generated/<preset>/table1.{md,csv,json}.
     """
-    click.echo(report.table1(_request(preset, seed, store, data_root, seeds, strict_seeds)))
+    click.echo(report.table1(_request(**options)))
 
 
 @main.command()
 @table_options
-def table2(preset, seed, store, data_root, seeds, strict_seeds):
+def table2(**options):
     """Regenerate Table 2 (every distillation baseline) beside the paper's numbers.
 
     Runs what is missing (teachers, store, each method), reuses finished runs, and writes
     tables/generated/<preset>/table2.{md,csv,json}.
     """
-    click.echo(report.table2(_request(preset, seed, store, data_root, seeds, strict_seeds)))
+    click.echo(report.table2(_request(**options)))
 
 
 @main.command()
@@ -395,20 +427,21 @@ def table2(preset, seed, store, data_root, seeds, strict_seeds):
 @click.option("--power", is_flag=True,
               help="Also project the paired standard error to more seeds and test videos (about a minute on tiny).")
 @volumes_option
-def claims(preset, seed, store, data_root, seeds, strict_seeds, power, volumes):
+@pretrained_weights_option
+def claims(power, **options):
     """Test each claim of the paper on our runs: a paired difference, its 95% interval and a verdict.
 
     Runs or reuses every run behind Tables 1 and 2 (the same runs those commands use) and writes
     tables/generated/<preset>/claims.{md,json}: holds / fails / inconclusive per claim.
     """
-    click.echo(report.claims(_request(preset, seed, store, data_root, seeds, strict_seeds, volumes), power=power))
+    click.echo(report.claims(_request(**options), power=power))
 
 
 @main.command("label-noise")
 @table_options
 @click.option("--rates", default="0,0.2,0.4", show_default=True, metavar="P,P,...",
               help="Training-label noise rates, comma-separated, each in [0, 1).")
-def label_noise(preset, seed, store, data_root, seeds, strict_seeds, rates):
+def label_noise(rates, **options):
     """The weak-supervision table: staged-kd vs kd vs gl+gr at each training-label noise rate.
 
     Runs or reuses each (method, rate, seed) from one store and writes
@@ -419,32 +452,32 @@ def label_noise(preset, seed, store, data_root, seeds, strict_seeds, rates):
         rate_list = [float(r) for r in rates.split(",") if r.strip()]
     except ValueError:
         raise click.BadParameter(f"{rates!r}: not a comma-separated list of numbers", param_hint="--rates")
-    click.echo(report.label_noise(_request(preset, seed, store, data_root, seeds, strict_seeds), rate_list))
+    click.echo(report.label_noise(_request(**options), rate_list))
 
 
 @main.command()
 @table_options
 @volumes_option
-def figures(preset, seed, store, data_root, seeds, strict_seeds, volumes):
+def figures(**options):
     """Draw the figures from the runs behind Table 2 (run or reused), as PNG and PDF.
 
     Writes tables/generated/<preset>/figures/: fig4a_curves (test accuracy per epoch, G_l vs
     G_l+G_r and MMGD vs MMGD+G_r), fig3_conv1 (first-layer filters of the teachers and of the
     MMGD and G_l+G_r students) and graph_weights (learned G_l adjacency, G_r vertex weights).
     """
-    click.echo(report.figures(_request(preset, seed, store, data_root, seeds, strict_seeds, volumes)))
+    click.echo(report.figures(_request(**options)))
 
 
 @main.command("report")
 @table_options
 @click.option("--skip", multiple=True, type=RegistryChoice("harness.report", "ARTIFACTS"),
               help="An artifact to leave out (repeatable), e.g. --skip label-noise.")
-def report_cmd(preset, seed, store, data_root, seeds, strict_seeds, skip):
+@pretrained_weights_option
+def report_cmd(skip, **options):
     """The whole reproduction: teachers, Tables 1 and 2, the claims, the figures and the
     weak-supervision table, each run or reused, then tables/generated/<preset>/REPORT.md
     (what was made, the claims' verdicts, where the time went)."""
-    click.echo(report.make_report(_request(preset, seed, store, data_root, seeds, strict_seeds, volumes=True),
-                                  tuple(skip)))
+    click.echo(report.make_report(_request(**options, volumes=True), tuple(skip)))
 
 
 @main.command(context_settings={"ignore_unknown_options": True})

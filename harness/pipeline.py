@@ -15,41 +15,64 @@ from harness.cache.teachers import TEACHER_TASKS, cache_teachers, default_store_
 from harness.errors import HarnessError
 
 
-def ensure_data(preset: str, data_root: str | os.PathLike | None = None) -> Path:
+def ensure_data(preset: str, data_root: str | os.PathLike | None = None, dataset: str = "synth") -> Path:
     """The dataset root: ``data_root`` if given, else the synthetic set of smoke/tiny
-    (generated on first use, regenerated if stale)."""
+    (generated on first use, regenerated if stale); a real dataset needs its ``data_root``."""
     from harness.data.roots import data_root as resolve
 
-    return resolve(preset, data_root)
+    return resolve(preset, data_root, dataset)
+
+
+def default_dataset(preset: str) -> str:
+    """What ``--dataset`` means when not given: the paper preset's UCF101, else the synthetic set."""
+    return "ucf101" if preset == "paper" else "synth"
+
+
+def data_store_path(preset: str, dataset: str = "synth", split: int = 1, fmt: str = "zarr") -> Path:
+    """The default store of a dataset and split: the preset's own for the synthetic set's
+    split 1 (``cache/<preset>.zarr``), ``cache/<preset>-<dataset>-split<k>.zarr`` otherwise, so
+    stores of different data never share a path."""
+    path = default_store_path(preset, fmt)
+    if dataset == "synth" and int(split) == 1:
+        return path
+    return path.with_name(f"{preset}-{dataset}-split{int(split)}{path.suffix}")
+
+
+def _cache_overrides(dataset: str, split: int) -> dict | None:
+    """The cache settings that name the data (absent for the synthetic split 1: the defaults)."""
+    return None if dataset == "synth" and int(split) == 1 else {"dataset": dataset, "split": int(split)}
 
 
 def teacher_checkpoints(preset: str, seed: int = 0, data_root: str | os.PathLike | None = None,
                         tasks: tuple[str, ...] = TEACHER_TASKS, pretext_overrides: dict | None = None,
-                        progress: bool = True) -> dict[str, Path]:
+                        progress: bool = True, dataset: str = "synth", split: int = 1) -> dict[str, Path]:
     """The fine-tuned teacher of each task (self-supervised pretraining, with
-    ``pretext_overrides``, then fine-tuning), trained now if no finished run with the same
-    config exists."""
+    ``pretext_overrides``, then fine-tuning on ``dataset``'s ``split``), trained now if no
+    finished run with the same config exists."""
     from harness.finetune import finetune_pretext
 
-    return {task: finetune_pretext(task, preset, seed, data_root=data_root, pretext_overrides=pretext_overrides,
-                                   progress=progress).path / "checkpoint.pt"
+    return {task: finetune_pretext(task, preset, seed, dataset=dataset, data_root=data_root, split=split,
+                                   pretext_overrides=pretext_overrides, progress=progress).path / "checkpoint.pt"
             for task in tasks}
 
 
 def ensure_store(preset: str, seed: int = 0, fmt: str = "zarr", store: str | os.PathLike | None = None,
-                 data_root: str | os.PathLike | None = None, progress: bool = True) -> Path:
-    """The teacher feature store for ``preset``, built (or resumed) if not complete."""
-    path = Path(store) if store is not None else default_store_path(preset, fmt)
-    root = ensure_data(preset, data_root)
-    ckpts = teacher_checkpoints(preset, seed, root)
-    st = cache_teachers(preset, ckpts, root, store=path, fmt=fmt, progress=progress)
+                 data_root: str | os.PathLike | None = None, progress: bool = True, dataset: str = "synth",
+                 split: int = 1) -> Path:
+    """The teacher feature store of ``dataset``'s ``split``, built (or resumed) if not complete."""
+    path = Path(store) if store is not None else data_store_path(preset, dataset, split, fmt)
+    root = ensure_data(preset, data_root, dataset)
+    ckpts = teacher_checkpoints(preset, seed, root, progress=progress, dataset=dataset, split=split)
+    st = cache_teachers(preset, ckpts, root, store=path, fmt=fmt, progress=progress,
+                        overrides=_cache_overrides(dataset, split))
     if not st.is_complete():
         raise HarnessError(f"{path}: other writer processes have not finished their chunks yet")
     return path
 
 
 def student_store(preset: str, seed: int = 0, store: str | os.PathLike | None = None,
-                  data_root: str | os.PathLike | None = None, progress: bool = True) -> Path:
+                  data_root: str | os.PathLike | None = None, progress: bool = True, dataset: str = "synth",
+                  split: int = 1) -> Path:
     """The store a student is distilled from. A complete store named by ``store`` is used as it
     is: its manifest records its teachers and data, so neither is needed (nor trained). Any
     other store (the preset's default, a missing or unfinished one) is built or resumed from
@@ -60,12 +83,13 @@ def student_store(preset: str, seed: int = 0, store: str | os.PathLike | None = 
         with FeatureStore.open(store) as st:
             if st.is_complete():
                 return Path(store)
-    return ensure_store(preset, seed, store=store, data_root=data_root, progress=progress)
+    return ensure_store(preset, seed, store=store, data_root=data_root, progress=progress, dataset=dataset, split=split)
 
 
 def run_method(method: str, preset: str, seed: int = 0, overrides: dict | None = None,
                store: str | os.PathLike | None = None, data_root: str | os.PathLike | None = None,
-               progress: bool = True, teacher_seed: int = 0, label_noise: float = 0.0):
+               progress: bool = True, teacher_seed: int = 0, label_noise: float = 0.0, dataset: str = "synth",
+               split: int = 1):
     """One Table 2 row: the store (``student_store`` of the teachers of ``teacher_seed``) then
     the distillation run of ``seed`` (reused if finished), with ``label_noise`` on its training
     labels."""
@@ -77,7 +101,8 @@ def run_method(method: str, preset: str, seed: int = 0, overrides: dict | None =
         raise MethodError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     _resolve_config(preset, overrides)   # a bad --set fails here, before teachers or a store are made
     check_noise(label_noise)
-    path = student_store(preset, teacher_seed, store=store, data_root=data_root, progress=progress)
+    path = student_store(preset, teacher_seed, store=store, data_root=data_root, progress=progress, dataset=dataset,
+                         split=split)
     return distill(method, preset, seed, path, overrides=overrides, progress=progress, label_noise=label_noise)
 
 
@@ -124,44 +149,68 @@ def _upstream_seeds(seeds: list[int], strict: bool, store: str | os.PathLike | N
     return {s: (s if strict else seeds[0]) for s in seeds}
 
 
-def seed_store_path(preset: str, seed: int, base_seed: int, store: str | os.PathLike | None) -> Path | str | None:
-    """The store of the teachers of ``seed``: ``store`` (or the preset's default) for the base
-    seed, ``cache/<preset>-teachers-seed<N>.zarr`` for the others."""
+def seed_store_path(preset: str, seed: int, base_seed: int, store: str | os.PathLike | None,
+                    dataset: str = "synth", split: int = 1) -> Path | str | None:
+    """The store of the teachers of ``seed``: ``store`` (or the data's default) for the base
+    seed, the data's default with ``-teachers-seed<N>`` added for the others."""
     if seed == base_seed:
         return store
-    return default_store_path(preset, "zarr").with_name(f"{preset}-teachers-seed{seed}.zarr")
+    path = data_store_path(preset, dataset, split)
+    return path.with_name(f"{path.stem}-teachers-seed{seed}{path.suffix}")
 
 
 def table1_runs(preset: str, seeds: list[int], data_root: str | os.PathLike | None = None,
-                store: str | os.PathLike | None = None, progress: bool = True, strict: bool = False) -> dict:
+                store: str | os.PathLike | None = None, progress: bool = True, strict: bool = False,
+                dataset: str = "synth", split: int = 1, pretrained_weights: str | os.PathLike | None = None) -> dict:
     """``{row key: [finished RunDir per seed]}`` for every Table 1 row, each run or reused. The
     pretraining (and AlexNet_pre's supervised stage) and the store use ``seeds[0]``, or each
-    seed its own with ``strict``."""
+    seed its own with ``strict``. A row that cannot be made is an empty list, with its reason
+    in ``table1_missing``."""
     from harness.finetune import finetune, finetune_pretext
 
-    root = ensure_data(preset, data_root)
+    root = ensure_data(preset, data_root, dataset)
     up = _upstream_seeds(seeds, strict, store)
+    missing = table1_missing(dataset, pretrained_weights)
     runs = {}
     for key, (kind, *what) in TABLE1_PLAN:
-        if kind == "finetune":
-            runs[key] = [finetune(what[0], what[1], preset, s, data_root=root, progress=progress, pretrain_seed=up[s])
-                         for s in seeds]
+        if key in missing:
+            runs[key] = []
+        elif kind == "finetune":
+            arch, init = what
+            checkpoint = None
+            if init == "supervised" and dataset != "synth":   # ImageNet weights from a local file
+                init, checkpoint = "file", pretrained_weights
+            runs[key] = [finetune(arch, init, preset, s, dataset, root, split, checkpoint, progress=progress,
+                                  pretrain_seed=up[s]) for s in seeds]
         elif kind == "pretext":
-            runs[key] = [finetune_pretext(what[0], preset, s, data_root=root, progress=progress, pretrain_seed=up[s])
-                         for s in seeds]
+            runs[key] = [finetune_pretext(what[0], preset, s, dataset, root, split, progress=progress,
+                                          pretrain_seed=up[s]) for s in seeds]
         else:
-            runs[key] = [run_method(what[0], preset, s, store=_seed_store(preset, s, up, seeds, store, root, progress),
-                                    progress=progress) for s in seeds]
+            runs[key] = [run_method(what[0], preset, s, progress=progress, store=_seed_store(
+                preset, s, up, seeds, store, root, progress, dataset, split)) for s in seeds]
     return runs
 
 
-def _seed_store(preset, s, up, seeds, store, data_root, progress) -> Path:
-    return student_store(preset, up[s], store=seed_store_path(preset, up[s], seeds[0], store), data_root=data_root,
-                         progress=progress)
+def table1_missing(dataset: str = "synth", pretrained_weights: str | os.PathLike | None = None) -> dict[str, str]:
+    """``{row key: why it is not made}``: on a real dataset AlexNet_pre needs ImageNet weights
+    (``--pretrained-weights``, a torchvision-format AlexNet state_dict); the synthetic set
+    pretrains it on its own disjoint classes."""
+    if dataset != "synth" and pretrained_weights is None:
+        return {"alexnet_pre": "missing: needs ImageNet AlexNet weights (--pretrained-weights PATH, a torchvision "
+                               "state_dict)"}
+    if pretrained_weights is not None and not Path(pretrained_weights).is_file():
+        raise HarnessError(f"{pretrained_weights}: --pretrained-weights file not found")
+    return {}
+
+
+def _seed_store(preset, s, up, seeds, store, data_root, progress, dataset="synth", split=1) -> Path:
+    return student_store(preset, up[s], store=seed_store_path(preset, up[s], seeds[0], store, dataset, split),
+                         data_root=data_root, progress=progress, dataset=dataset, split=split)
 
 
 def table2_runs(methods: list[str], preset: str, seeds: list[int], store: str | os.PathLike | None = None,
-                data_root: str | os.PathLike | None = None, progress: bool = True, strict: bool = False) -> dict:
+                data_root: str | os.PathLike | None = None, progress: bool = True, strict: bool = False,
+                dataset: str = "synth", split: int = 1) -> dict:
     """``{method: [finished RunDir per seed]}``, each run or reused, from the store of the
     teachers of ``seeds[0]`` (with ``strict``: each seed's from its own teachers' store)."""
     from harness.distill.methods import METHODS, MethodError
@@ -170,12 +219,12 @@ def table2_runs(methods: list[str], preset: str, seeds: list[int], store: str | 
     if unknown:  # before any expensive step
         raise MethodError(f"unknown method {unknown[0]!r}; choose one of {', '.join(METHODS)}")
     up = _upstream_seeds(seeds, strict, store)
-    paths = {s: _seed_store(preset, s, up, seeds, store, data_root, progress) for s in seeds}
+    paths = {s: _seed_store(preset, s, up, seeds, store, data_root, progress, dataset, split) for s in seeds}
     return {m: [run_method(m, preset, s, store=paths[s], progress=progress) for s in seeds] for m in methods}
 
 
 def teacher_runs(preset: str, seed: int = 0, data_root: str | os.PathLike | None = None,
-                 progress: bool = True) -> dict:
+                 progress: bool = True, dataset: str = "synth", split: int = 1) -> dict:
     """The four teachers' fine-tuning runs (pretraining first), each run or reused, with the
     machine's speed measured just before and each step's wall time: what ``harness teachers``
     reports (``harness.tables.teachers.render_teachers``)."""
@@ -187,14 +236,14 @@ def teacher_runs(preset: str, seed: int = 0, data_root: str | os.PathLike | None
     from harness.utils import set_cpu_threads
 
     set_cpu_threads()  # as the training runs do, so the step is timed with their threads
-    root = ensure_data(preset, data_root)  # data generation is not part of the budget
+    root = ensure_data(preset, data_root, dataset)  # data generation is not part of the budget
     step_ms = reference_step_ms(preset)
     started = time.time()
     t_all = time.perf_counter()
     runs, walls = {}, {}
     for task in TEACHER_TASKS:
         t0 = time.perf_counter()
-        runs[task] = finetune_pretext(task, preset, seed, data_root=root, progress=progress)
+        runs[task] = finetune_pretext(task, preset, seed, dataset, root, split, progress=progress)
         walls[task] = time.perf_counter() - t0
     return {"runs": runs, "wall_seconds": walls, "total_wall_seconds": time.perf_counter() - t_all,
             "started": started, "reference_step_ms": step_ms, "torch_threads": torch.get_num_threads()}
@@ -208,7 +257,7 @@ LABEL_NOISE_RATES = (0.0, 0.2, 0.4)
 
 def label_noise_runs(preset: str, seeds: list[int], rates=LABEL_NOISE_RATES, methods=LABEL_NOISE_METHODS,
                      store: str | os.PathLike | None = None, data_root: str | os.PathLike | None = None,
-                     progress: bool = True, strict: bool = False) -> dict:
+                     progress: bool = True, strict: bool = False, dataset: str = "synth", split: int = 1) -> dict:
     """``{(method, rate): [finished RunDir per seed]}``, each run or reused, from the stores of
     ``table2_runs``; rate 0 is the clean run Table 2 already has."""
     from harness.distill.label_noise import check_noise
@@ -216,7 +265,7 @@ def label_noise_runs(preset: str, seeds: list[int], rates=LABEL_NOISE_RATES, met
     for rate in rates:  # before any expensive step
         check_noise(rate)
     up = _upstream_seeds(seeds, strict, store)
-    paths = {s: _seed_store(preset, s, up, seeds, store, data_root, progress) for s in seeds}
+    paths = {s: _seed_store(preset, s, up, seeds, store, data_root, progress, dataset, split) for s in seeds}
     return {(m, float(r)): [run_method(m, preset, s, store=paths[s], progress=progress, label_noise=r)
                             for s in seeds] for r in rates for m in methods}
 
@@ -242,7 +291,8 @@ def volume_runs(preset: str, seeds: list[int], volumes=UNLABELED_VOLUMES, method
                 data_root: str | os.PathLike | None = None, progress: bool = True) -> dict:
     """``{number of unlabeled videos: [finished RunDir of ``method`` per seed]}``: per volume the
     four teachers pretrained on that many unlabeled videos (seed ``seeds[0]``), fine-tuned, cached
-    into their own store (the full volume uses the preset's default store), then distilled."""
+    into their own store (the full volume uses the preset's default store), then distilled. The
+    synthetic set only (its ``unlabeled.txt`` is the volume's source)."""
     root = ensure_data(preset, data_root)
     counts = unlabeled_counts(preset, volumes, root)
     out = {}

@@ -27,6 +27,9 @@ class Request:
     command: str = ""
     progress: bool = True
     strict: bool = False      # each seed with its own pretraining, teachers and store
+    dataset: str = "synth"    # synth | ucf101 | hmdb51 | ccv
+    split: int = 1            # the official train/test split
+    pretrained_weights: str | None = None   # ImageNet AlexNet weights for AlexNet_pre on real data
     volumes: bool = False     # also Fig. 4b: the student per volume of unlabeled video (trains 2 teacher sets)
     # runs already gathered by an earlier artifact of the same report (so the plan runs once)
     cache: dict = field(default_factory=dict)
@@ -49,7 +52,8 @@ def table1_runs(req: Request) -> dict:
 
     if "table1" not in req.cache:
         req.cache["table1"] = pipeline.table1_runs(req.preset, req.seeds, req.data_root, store=req.store,
-                                                   progress=req.progress, strict=req.strict)
+                                                   progress=req.progress, strict=req.strict, dataset=req.dataset,
+                                                   split=req.split, pretrained_weights=req.pretrained_weights)
     return req.cache["table1"]
 
 
@@ -61,7 +65,8 @@ def table2_runs(req: Request, methods: list[str] | None = None) -> dict:
     missing = [m for m in methods if m not in have]
     if missing:
         have.update(pipeline.table2_runs(missing, req.preset, req.seeds, store=req.store, data_root=req.data_root,
-                                         progress=req.progress, strict=req.strict))
+                                         progress=req.progress, strict=req.strict, dataset=req.dataset,
+                                         split=req.split))
     return {m: have[m] for m in methods}
 
 
@@ -69,6 +74,9 @@ def volume_runs(req: Request) -> dict:
     from harness import pipeline
 
     if "volumes" not in req.cache:
+        if req.dataset != "synth":
+            raise HarnessError(f"Fig. 4b's volumes are shares of the synthetic set's unlabeled.txt; with --dataset "
+                               f"{req.dataset} leave out --volumes (or --skip volumes)")
         req.cache["volumes"] = pipeline.volume_runs(req.preset, req.seeds, data_root=req.data_root,
                                                     progress=req.progress)
     return req.cache["volumes"]
@@ -77,7 +85,10 @@ def volume_runs(req: Request) -> dict:
 def table1(req: Request) -> str:
     from harness.tables.tables import render_table1
 
-    return render_table1(table1_runs(req), req.command, req.out, req.strict)
+    from harness import pipeline
+
+    return render_table1(table1_runs(req), req.command, req.out, req.strict,
+                         pipeline.table1_missing(req.dataset, req.pretrained_weights))
 
 
 def table2(req: Request, methods: list[str] | None = None) -> str:
@@ -91,26 +102,44 @@ def table2(req: Request, methods: list[str] | None = None) -> str:
 def claims(req: Request, power: bool = False) -> str:
     """The claims table; ``power`` adds the paired error projected to larger benchmarks."""
     from harness.tables.claims import (CURVE_CLAIMS, TABLE1_CLAIMS, TABLE2_CLAIMS, cells_from_runs, curves_from_runs,
-                                       claim_pairs, judge, judge_curve, judge_volume, power_sizes,
-                                       projected_se, render_claims)
+                                       VOLUME_CLAIM, claim_pairs, judge, judge_curve, judge_volume,
+                                       power_sizes, projected_se, render_claims)
     from harness.tables.render import paper_numbers
     from harness.tables.tables import dataset_label
 
     t2, t1 = table2_runs(req), table1_runs(req)
     c2, c1 = cells_from_runs(t2), cells_from_runs(t1)
     curves = curves_from_runs(t2)
-    results = ([judge(c, c2) for c in TABLE2_CLAIMS] + [judge(c, c1) for c in TABLE1_CLAIMS]
-               + [judge_curve(c, curves) for c in CURVE_CLAIMS])
+    results, untested = [], []
+    for claim in TABLE2_CLAIMS:
+        _judged(lambda: judge(claim, c2), claim.text, claim.source, results, untested)
+    for claim in TABLE1_CLAIMS:
+        _judged(lambda: judge(claim, c1), claim.text, claim.source, results, untested)
+    for claim in CURVE_CLAIMS:
+        _judged(lambda: judge_curve(claim, curves), claim.text, claim.source, results, untested)
     if req.volumes:
-        results.append(judge_volume(cells_from_runs(volume_runs(req))))
+        _judged(lambda: judge_volume(cells_from_runs(volume_runs(req))), VOLUME_CLAIM, "Fig. 4b", results, untested)
     label = dataset_label([r for rs in (*t1.values(), *t2.values()) for r in rs])
     projected = None
-    if power:
+    if power and results:
         first = next(iter(c2.values())).by_seed
         sizes = power_sizes(len(req.seeds), len(next(iter(first.values()))["video_ids"]))
-        projected = projected_se(claim_pairs(c2, TABLE2_CLAIMS) + claim_pairs(c1, TABLE1_CLAIMS), sizes)
+        judged = {r["claim"] for r in results}
+        projected = projected_se(claim_pairs(c2, [c for c in TABLE2_CLAIMS if c.text in judged])
+                                 + claim_pairs(c1, [c for c in TABLE1_CLAIMS if c.text in judged]), sizes)
     return render_claims(results, {1: paper_numbers(1), 2: paper_numbers(2)}, label, req.command, req.out,
-                         projected)
+                         projected, untested)
+
+
+def _judged(make, text: str, source: str, results: list, untested: list) -> None:
+    """``make()``'s verdict into ``results``, or the claim with the reason it cannot be judged
+    (a missing row such as AlexNet_pre without weights; mAP on CCV) into ``untested``."""
+    from harness.tables.claims import ClaimError
+
+    try:
+        results.append(make())
+    except ClaimError as exc:
+        untested.append((text, source, str(exc)))
 
 
 def figures(req: Request) -> str:
@@ -126,7 +155,7 @@ def figures(req: Request) -> str:
     written = fig4a_curves(runs, {m: METHODS[m].label for m in runs}, out)
     written += graph_weights(runs, out)
     path = pipeline.student_store(req.preset, req.seeds[0], store=req.store, data_root=req.data_root,
-                                  progress=req.progress)
+                                  progress=req.progress, dataset=req.dataset, split=req.split)
     with FeatureStore.open(path) as st:
         teachers = st.manifest["teachers"]
     models = {f"teacher {name}": (load_verified(t["checkpoint"], HarnessError, "fine-tuned checkpoint",
@@ -150,7 +179,7 @@ def label_noise(req: Request, rates=None) -> str:
 
     rates = pipeline.LABEL_NOISE_RATES if rates is None else rates
     runs = pipeline.label_noise_runs(req.preset, req.seeds, rates, store=req.store, data_root=req.data_root,
-                                     progress=req.progress, strict=req.strict)
+                                     progress=req.progress, strict=req.strict, dataset=req.dataset, split=req.split)
     labels = {m: METHODS[m].label for m, _ in runs}
     return render_label_noise(runs, labels, dataset_label([r for rs in runs.values() for r in rs]), req.command,
                               req.out)
@@ -160,7 +189,8 @@ def teachers(req: Request) -> str:
     from harness import pipeline
     from harness.tables.teachers import render_teachers
 
-    made = pipeline.teacher_runs(req.preset, req.seeds[0], req.data_root, progress=req.progress)
+    made = pipeline.teacher_runs(req.preset, req.seeds[0], req.data_root, progress=req.progress,
+                                 dataset=req.dataset, split=req.split)
     return render_teachers(made, req.preset, req.seeds[0], command=req.command)
 
 
@@ -194,6 +224,10 @@ def make_report(req: Request, skip: tuple[str, ...] = ()) -> str:
     for name, (make, target) in ARTIFACTS.items():
         if name in skip:
             continue
+        why = _not_applicable(name, req)
+        if why:
+            made.append((name, f"not made: {why}", 0.0))
+            continue
         t0 = time.perf_counter()
         make(req)
         made.append((name, target, time.perf_counter() - t0))
@@ -202,6 +236,16 @@ def make_report(req: Request, skip: tuple[str, ...] = ()) -> str:
     req.out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(req.out / "REPORT.md", md + "\n")
     return md
+
+
+def _not_applicable(name: str, req: Request) -> str | None:
+    """Why an artifact does not apply to the request's data (None when it does)."""
+    if name == "volumes" and req.dataset != "synth":
+        req.volumes = False
+        return "Fig. 4b's volumes are shares of the synthetic set's unlabeled.txt"
+    if name == "label-noise" and req.dataset == "ccv":
+        return "label noise is defined for single-label datasets; CCV is multi-label"
+    return None
 
 
 def _recorded_seconds(run_paths) -> float:
@@ -245,7 +289,8 @@ def _claims_summary(out: Path) -> list[str]:
 def _render_report(req: Request, made: list[tuple[str, str, float]], total: float, version: str) -> str:
     runs = _all_runs(req)
     recorded = {stage: _recorded_seconds(paths) for stage, paths in runs.items()}
-    rows = [f"| {name} | [{target}]({target}) | {seconds:.0f} |" for name, target, seconds in made]
+    rows = [f"| {name} | {target} | |" if target.startswith("not made") else
+            f"| {name} | [{target}]({target}) | {seconds:.0f} |" for name, target, seconds in made]
     return "\n".join([
         f"# Reproduction report: {req.preset}",
         "",

@@ -242,15 +242,15 @@ def test_strict_seeds_give_each_seed_its_own_pretraining_teachers_and_store(monk
         def __init__(self, **kw):
             made.append(kw)
 
-    monkeypatch.setattr(pipeline, "ensure_data", lambda preset, root=None: "data")
+    monkeypatch.setattr(pipeline, "ensure_data", lambda preset, root=None, dataset="synth": "data")
     monkeypatch.setattr(pipeline, "student_store",
-                        lambda preset, seed, store=None, data_root=None, progress=True: f"store(teachers {seed}, {store})")
+                        lambda preset, seed, store=None, **kw: f"store(teachers {seed}, {store})")
     monkeypatch.setattr(pipeline, "run_method", lambda m, preset, s, store=None, progress=True, **kw:
                         Run(kind="distill", seed=s, store=store))
     import harness.finetune as ft
-    monkeypatch.setattr(ft, "finetune", lambda arch, init, preset, s, pretrain_seed=None, **kw:
+    monkeypatch.setattr(ft, "finetune", lambda arch, init, preset, s, *a, pretrain_seed=None, **kw:
                         Run(kind="finetune", seed=s, pretrain_seed=pretrain_seed))
-    monkeypatch.setattr(ft, "finetune_pretext", lambda task, preset, s, pretrain_seed=None, **kw:
+    monkeypatch.setattr(ft, "finetune_pretext", lambda task, preset, s, *a, pretrain_seed=None, **kw:
                         Run(kind="pretext", seed=s, pretrain_seed=pretrain_seed))
 
     pipeline.table1_runs("tiny", [3, 4, 5])

@@ -262,9 +262,10 @@ def _power_lines(power: list[dict] | None) -> list[str]:
 
 
 def render_claims(results: list[dict], paper: dict[int, dict], dataset_label: str, command: str, out_dir,
-                  power: list[dict] | None = None) -> str:
+                  power: list[dict] | None = None, untested: list[tuple[str, str, str]] = ()) -> str:
     """Write ``claims.{md,json,tex}`` under ``out_dir`` and return the markdown; ``power``: the
-    rows of ``projected_se``, shown when given."""
+    rows of ``projected_se``, shown when given; ``untested``: ``(claim, source, why)`` of the
+    claims that could not be judged, listed with the reason."""
     from pathlib import Path
 
     from harness.provenance import code_version, write_json_atomic
@@ -290,10 +291,12 @@ def render_claims(results: list[dict], paper: dict[int, dict], dataset_label: st
         paper_cell = "" if paper_diff is None else f"{paper_diff:+.1f}"
         lines.append(f"| {r['claim']} | {r['source']} | {ours} | {se} | **{r['verdict']}** | {paper_cell} |")
         tex_rows.append([r["claim"], r["source"], ours, se, r["verdict"], paper_cell])
-    if not any(r["claim"] == VOLUME_CLAIM for r in results):
-        why = "not tested in this table: `harness claims --volumes` trains its runs"
-        lines.append(f"| {VOLUME_CLAIM} | Fig. 4b | {why} | | | |")
-        tex_rows.append([VOLUME_CLAIM, "Fig. 4b", why, "", "", ""])
+    untested = list(untested)
+    if not any(r["claim"] == VOLUME_CLAIM for r in results) and not any(u[0] == VOLUME_CLAIM for u in untested):
+        untested.append((VOLUME_CLAIM, "Fig. 4b", "not tested in this table: `harness claims --volumes` trains its runs"))
+    for text, source, why in untested:
+        lines.append(f"| {text} | {source} | {why} | | **not tested** | |")
+        tex_rows.append([text, source, why, "", "not tested", ""])
     counts = {v: sum(r["verdict"] == v for r in results) for v in ("holds", "fails", "inconclusive")}
     median_se = float(np.median(ses)) if ses else None
     seeds = sorted({s for r in results for d in r["differences"] for s in d["seeds_a"]})
@@ -326,5 +329,7 @@ def render_claims(results: list[dict], paper: dict[int, dict], dataset_label: st
     write_json_atomic(out_dir / "claims.json", {"command": command, "code_version": version, "dataset": dataset_label,
                                                 "n_boot": N_BOOT, "level": LEVEL, "verdicts": counts,
                                                 "median_se_points": median_se, "power": power,
+                                                "untested": [{"claim": t, "source": src, "why": w}
+                                                             for t, src, w in untested],
                                                 "claims": results})
     return md

@@ -106,13 +106,18 @@ def supervised_stage_metrics(finetune_final: dict) -> dict | None:
             "higher_is_better": True, "run": stage["run"]}
 
 
-def render_table1(runs: dict[str, list[RunDir]], command: str, out_dir: Path, strict: bool = False) -> str:
+def render_table1(runs: dict[str, list[RunDir]], command: str, out_dir: Path, strict: bool = False,
+                  missing: dict[str, str] | None = None) -> str:
     """Table 1 from ``{row key: [finished RunDir per seed]}`` (``pipeline.table1_runs``): each
     single-task row beside the held-out metric of the pretraining (or supervised stage) its
-    runs started from (one, shared by the seeds)."""
+    runs started from (one, shared by the seeds). ``missing``: ``{row key: why}`` of rows
+    without runs, shown as ``-`` with the reason."""
     rows = []
     for key, seed_runs in runs.items():
         label, note = TABLE1_ROWS[key]
+        if not seed_runs:
+            rows.append(MeasuredRow(key, label, None, "", note=(missing or {}).get(key, "missing")))
+            continue
         per_seed, metric = _per_seed(seed_runs)
         final = seed_runs[0].final()
         pre = pretext_metrics(final) or supervised_stage_metrics(final)
