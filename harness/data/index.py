@@ -305,3 +305,20 @@ def open_index(dataset: str, root: str | os.PathLike, split: int = 1, subset: st
     classes, entries = splits.parse_ccv(sroot, subset)
     return build_index(entries, classes, dataset, [vroot], multilabel=True, extensions=CCV_EXTENSIONS,
                        source=[sroot / f for f in splits.CCV_FILES[subset]], **kw)
+
+
+def unlabeled_index(dataset: str, root: str | os.PathLike, split: int = 1,
+                    unlabeled: str | os.PathLike | None = None) -> VideoIndex:
+    """The videos self-supervised pretraining reads: the list ``unlabeled`` if given (one path
+    per line, relative to ``root`` or to the list's folder), else ``root/unlabeled.txt`` when it
+    exists (the synthetic set has one), else the training split of ``dataset`` with its labels
+    dropped (no real release ships an unlabeled list). The test split is never read."""
+    root = Path(root)
+    if unlabeled is not None:
+        path = Path(unlabeled)
+        if not path.is_file():
+            raise HarnessError(f"{path}: --unlabeled list not found")
+        return build_index(splits.parse_path_list(path), (), dataset, [root, path.parent], source=[path])
+    if dataset == "synth" or (root / "unlabeled.txt").is_file():
+        return open_index(dataset, root, split, "unlabeled")
+    return open_index(dataset, root, split, "train").without_labels()
