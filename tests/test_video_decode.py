@@ -103,3 +103,33 @@ def test_aspect_preserving_crop_keeps_shapes_round(tmp_path):
     assert abs(ch - cw) <= 1 and ch >= 11            # a 24-px disk at scale 1/2: 12 px both ways
     assert sh >= 11 and sw <= 7                        # squashed: full height, half the width
     assert video.cover_size(240, 320, (128, 128)) == (128, 171)
+
+
+def test_evaluation_decodes_each_test_video_once_per_pass(tmp_path, monkeypatch):
+    """Test items without the in-memory cache: one decode per video per pass (not one per item),
+    and the same items as the decoded-in-memory dataset."""
+    import torch
+
+    import harness.data.frames as frames_mod
+    from harness.data.frames import FrameDataset
+    from harness.data.index import VideoIndex, VideoRecord
+
+    paths = []
+    for v in range(3):
+        p = tmp_path / f"v{v}.mp4"
+        write_video(p, np.roll(_frames(), v, axis=0), fps=25, codec="h264", quality=2, keyframe_every=10)
+        paths.append(p)
+    index = VideoIndex([VideoRecord(p.stem, p, i % 2, None, "synth") for i, p in enumerate(paths)], ("a", "b"),
+                       "synth")
+    kw = dict(frames_per_video=4, train=False, size=24, seed=0, test_crops=5, clip_length=3, decode_size=(40, 52))
+    reference = FrameDataset(index, cache_decoded=True, **kw).preload()
+    calls = []
+    real = frames_mod.read_video
+    monkeypatch.setattr(frames_mod, "read_video", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
+    streamed = FrameDataset(index, cache_decoded=False, **kw)
+    for _ in range(2):   # two evaluation passes
+        for i in range(len(streamed)):
+            a, b = reference[i], streamed[i]
+            assert a["frame"] == b["frame"] and a["crop"] == b["crop"]
+            assert torch.equal(a["frames"], b["frames"])
+    assert calls == paths * 2
