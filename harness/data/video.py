@@ -220,6 +220,28 @@ def cover_size(height: int, width: int, size: tuple[int, int]) -> tuple[int, int
     return max(size[0], round(height * scale)), max(size[1], round(width * scale))
 
 
+def video_fps(path: str | os.PathLike) -> Fraction:
+    """The video's frame rate (the container's average rate, else the codec's guess)."""
+    try:
+        with av.open(str(path)) as container:
+            stream = _open_stream(container)
+            rate = stream.average_rate or stream.guessed_rate
+    except av.error.FFmpegError as exc:
+        raise VideoError(f"{path}: cannot read video ({exc})") from exc
+    if not rate:
+        raise VideoError(f"{path}: the container states no frame rate (needed to resample it in time)")
+    return Fraction(rate)
+
+
+def resampled_indices(path: str | os.PathLike, fps: float) -> np.ndarray:
+    """Frame numbers that resample the video to ``fps``: for each time k / fps within the video,
+    the frame shown then (the last one starting at or before it)."""
+    n, native = count_frames(path), video_fps(path)
+    ratio = Fraction(native) / Fraction(fps).limit_denominator(1000)
+    count = max(1, int(n / ratio))
+    return np.array([min(int(k * ratio), n - 1) for k in range(count)], dtype=np.int64)
+
+
 def count_frames(path: str | os.PathLike) -> int:
     """Number of video packets (container metadata is unreliable for AVI, so demux); a file
     with fewer than its header declares raises :class:`TruncatedVideo`."""
