@@ -167,7 +167,7 @@ def split_videos(n: int, eval_fraction: float, split_seed: int) -> tuple[np.ndar
     return np.sort(perm[n_eval:]), np.sort(perm[:n_eval])
 
 
-def _subset(videos, indices) -> list | "DiskVideos":
+def _subset(videos, indices):
     """The videos at ``indices``: a list of arrays, or the frame cache's own selection."""
     return videos.select(indices) if hasattr(videos, "select") else [videos[int(i)] for i in indices]
 
