@@ -93,3 +93,26 @@ def test_time_resampling_gives_the_same_clip_at_two_frame_rates(tmp_path):
     i15 = resampled_indices(tmp_path / "f15.mp4", 15)
     assert list(i30) == list(range(0, 40, 2)) and list(i15) == list(range(20))
     assert list(resampled_indices(tmp_path / "f15.mp4", Fraction(30))) == [k // 2 for k in range(40)]
+
+
+def test_new_decoding_settings_leave_run_keys_unchanged_at_their_defaults():
+    """The oracle is ``dataclasses.asdict``, what ``to_dict`` (and so every run key) was before
+    the settings existed; a setting that is used enters the key."""
+    import dataclasses
+
+    from harness.cache.teachers import cache_config
+    from harness.config import to_dict
+    from harness.finetune.config import finetune_config
+    from harness.pretext.train import task_config
+
+    def before(cfg):
+        d = dataclasses.asdict(cfg)
+        for key in ("resize", "sample_fps", "short_videos", "skip_bad"):
+            d.pop(key, None)
+        return json.loads(json.dumps(d, default=str))
+
+    for cfg in (task_config("sort", "tiny"), finetune_config("alexnet", "tiny"), cache_config("tiny")):
+        assert to_dict(cfg) == before(cfg)
+    assert to_dict(task_config("sort", "tiny", {"resize": "crop"}))["resize"] == "crop"
+    assert to_dict(finetune_config("alexnet", "smoke", {"skip_bad": "true"}))["skip_bad"] is True
+    assert to_dict(task_config("sort", "paper"))["sample_fps"] == 25.0
