@@ -84,6 +84,34 @@ def test_cut_and_garbage_files_are_named_by_the_decoder(tmp_path):
             read_video(root / name)
 
 
+def test_dropped_frames_are_not_taken_for_truncation(tmp_path):
+    """An AVI whose index holds empty placeholder frames (xvid's dropped frames) declares more
+    frames than it has packets, yet is complete: its timeline reaches the declared end."""
+    import av
+
+    path = tmp_path / "dropped.avi"
+    rng = np.random.default_rng(0)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=25)
+        stream.width = stream.height = 32
+        stream.pix_fmt = "yuv420p"
+        tick = 0
+        frames = [rng.integers(0, 255, (32, 32, 3), dtype=np.uint8) for _ in range(16)]
+        for i, frame in enumerate([*frames, None]):
+            packets = stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24") if frame is not None else None)
+            if i in (5, 9):
+                empty = av.Packet(b"")
+                empty.stream, empty.time_base = stream, packets[-1].time_base
+                packets = [*packets, empty]
+            for packet in packets:
+                packet.pts = packet.dts = tick
+                tick += 1
+                container.mux(packet)
+    with av.open(str(path)) as container:
+        assert container.streams.video[0].frames == 18
+    assert count_frames(path) == 16 and len(read_video(path)) == 16
+
+
 @pytest.mark.parametrize("bad", ["cut-avi", "cut-mp4", "garbage"])
 def test_pretrain_refuses_a_bad_video_and_skips_it_with_skip_bad(bad, isolated):
     root = _unlabeled_root(isolated / "data", [16] * 5, bad=(bad,))

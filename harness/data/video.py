@@ -133,13 +133,19 @@ def _linear_decode(path: Path, wanted: list[int] | None, convert) -> tuple[dict,
     with av.open(str(path)) as container:
         stream = _open_stream(container)
         declared = _declared_frames(stream)
+        first_pts = None
         try:
             for i, frame in enumerate(container.decode(stream)):
                 if wanted_set is None or i in wanted_set:
                     kept[i] = convert(frame)
                 last, n = frame, i + 1
+                first_pts = frame.pts if i == 0 else first_pts
                 if wanted is not None and i >= wanted[-1]:
                     break
+            if last is not None and _spanned_frames(stream, first_pts, last.pts) >= declared:
+                # the timeline reaches the declared end: frames were dropped inside (xvid's
+                # empty placeholder frames), the file is not cut
+                declared = min(declared, n)
         except av.error.FFmpegError:
             if n == 0:
                 raise
@@ -147,6 +153,14 @@ def _linear_decode(path: Path, wanted: list[int] | None, convert) -> tuple[dict,
     if n and n - 1 not in kept:
         kept[n - 1] = convert(last)
     return kept, n, declared
+
+
+def _spanned_frames(stream, first_pts: int | None, last_pts: int | None) -> int:
+    """Frame periods from the first to the last decoded frame, plus one (0 when unknown)."""
+    fps, tb = stream.average_rate or stream.guessed_rate, stream.time_base
+    if first_pts is None or last_pts is None or not fps or not tb:
+        return 0
+    return int(round((last_pts - first_pts) * tb * fps)) + 1
 
 
 def _seek_decode(path: Path, wanted: list[int], convert) -> tuple[dict | None, int, int]:
@@ -252,12 +266,20 @@ def count_frames(path: str | os.PathLike) -> int:
         with av.open(str(path)) as container:
             stream = _open_stream(container)
             declared = _declared_frames(stream)
-            n = sum(1 for _ in container.demux(stream) if _.size > 0)
+            n, first_dts, last_dts = 0, None, None
+            for packet in container.demux(stream):
+                if packet.size > 0:
+                    n += 1
+                    first_dts = packet.dts if first_dts is None else first_dts
+                    last_dts = packet.dts
+            # the timeline, not the packet count, tells a cut file: dropped frames (empty
+            # placeholders in xvid AVIs) leave gaps in it but reach the declared end
+            spanned = _spanned_frames(stream, first_dts, last_dts)
     except av.error.FFmpegError as exc:
         raise VideoError(f"{path}: cannot read video ({exc})") from exc
     if n == 0:
         raise VideoError(f"{path}: video has no frames")
-    if declared > n:
+    if declared > max(n, spanned):
         raise TruncatedVideo(f"{path}: truncated video: {n} of the {declared} frames its container declares")
     return n
 
