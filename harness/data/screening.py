@@ -82,6 +82,7 @@ def screen(items: Iterable, frames_of: Callable[[object], int], report: VideoRep
                 continue
         keep.append(i)
     if not keep:
-        raise VideoError(f"none of the {report.checked} {report.what} videos is usable "
-                         f"({len(report.bad)} unreadable or truncated, {len(report.short)} short)")
+        raise VideoError(f"none of the {report.checked} {report.what} videos is usable ({len(report.bad)} "
+                         f"unreadable or truncated, {len(report.short)} with fewer than the {report.needed} "
+                         f"frames needed)")
     return keep
