@@ -116,3 +116,42 @@ def test_new_decoding_settings_leave_run_keys_unchanged_at_their_defaults():
     assert to_dict(task_config("sort", "tiny", {"resize": "crop"}))["resize"] == "crop"
     assert to_dict(finetune_config("alexnet", "smoke", {"skip_bad": "true"}))["skip_bad"] is True
     assert to_dict(task_config("sort", "paper"))["sample_fps"] == 25.0
+
+
+@pytest.fixture(scope="module")
+def wide_video(tmp_path_factory):
+    """A 2:1 clip (32 x 64) at 20 fps, frame t at grey level 10 t except a bright right part."""
+    frames = np.zeros((20, 32, 64, 3), np.uint8)
+    for t in range(20):
+        frames[t, :, :40] = 10 * t
+        frames[t, :, 40:] = 250
+    path = tmp_path_factory.mktemp("wide") / "wide.avi"
+    write_video(path, frames, fps=20, quality=2)
+    return path
+
+
+def test_decoding_settings_reach_every_stage(wide_video):
+    """``resize`` and ``sample_fps`` as set in each stage's config are what its decoder gets."""
+    import dataclasses
+
+    from harness.cache.teachers import TeacherRunner, cache_config
+    from harness.data.index import VideoIndex, VideoRecord
+    from harness.finetune.config import finetune_config
+    from harness.finetune.data import _frame_dataset
+    from harness.pretext import train
+
+    crop = read_video(wide_video, size=(16, 16), resize="crop")
+    squash = read_video(wide_video, size=(16, 16))
+    assert not np.array_equal(crop, squash)
+    index = VideoIndex([VideoRecord("wide", wide_video, 0, None, "synth")], ("a",), "synth")
+
+    cfg = finetune_config("alexnet", "smoke", {"resize": "crop", "decode_size": "16", "cache_decoded": "false"})
+    ds = _frame_dataset(index, cfg, False, 16, 1, 0)
+    np.testing.assert_array_equal(ds._test_frames(0)[int(ds.plan(0)[0][0])], crop[int(ds.plan(0)[0][0])])
+
+    cache_cfg = dataclasses.replace(cache_config("smoke", {"resize": "crop"}), frame_size=(16, 16))
+    runner = TeacherRunner([], {0: index}, None, cache_cfg, "smoke", 16, (4, 4), "cpu")
+    np.testing.assert_array_equal(runner._decode(0, 0), crop)
+
+    pre = train.task_config("sort", "smoke", {"resize": "crop", "sample_fps": "10"})
+    np.testing.assert_array_equal(train._decode(wide_video, (16, 16), pre), crop[::2])
