@@ -180,3 +180,11 @@ def test_cache_teachers_refuses_a_truncated_video_and_skips_it_with_skip_bad(dam
     assert "train videos skipped (--skip-bad)" in out.output
     record = json.loads((isolated / "s.zarr.videos.json").read_text())
     assert record["train"]["skipped_bad"] == 1 and record["test"]["skipped_bad"] == 0
+
+
+def test_an_unwritable_frame_cache_is_one_line(isolated, monkeypatch):
+    root = _unlabeled_root(isolated / "data", [16] * 4)
+    (isolated / "a-file").write_text("not a folder")
+    monkeypatch.setenv("HARNESS_FRAME_CACHE", str(isolated / "a-file" / "frames"))
+    _fails_naming(["pretrain", "--task", "motion", "--preset", "smoke", "--data-root", root],
+                  "a-file/frames: cannot write the frame cache", "HARNESS_FRAME_CACHE")

@@ -19,9 +19,15 @@ from typing import Callable, Sequence
 import numpy as np
 
 from harness.atomic import atomic_path
+from harness.errors import HarnessError
 from harness.provenance import fingerprint
 
 FRAME_CACHE_ENV = "HARNESS_FRAME_CACHE"
+
+
+class FrameCacheError(HarnessError):
+    """The frame cache folder cannot be written (full disk, not a folder, no permission)."""
+
 FORMAT_VERSION = 1
 
 
@@ -52,8 +58,12 @@ def decode_once(video: Path, settings: dict, decode: Callable[[Path], np.ndarray
     shape = cached_shape(path)
     if shape is None:
         frames = np.ascontiguousarray(decode(video), dtype=np.uint8)
-        with atomic_path(path) as tmp, open(tmp, "wb") as f:
-            np.save(f, frames)
+        try:
+            with atomic_path(path) as tmp, open(tmp, "wb") as f:
+                np.save(f, frames)
+        except OSError as exc:
+            raise FrameCacheError(f"{root}: cannot write the frame cache ({exc.strerror or exc}); free space "
+                                  f"or point ${FRAME_CACHE_ENV} at another folder") from exc
         shape = frames.shape
     return path, tuple(shape)
 
