@@ -91,6 +91,17 @@ def table_options(command):
 
 set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
                           help="Override one config field (repeatable), e.g. --set epochs=3.")
+skip_bad_option = click.option(
+    "--skip-bad", is_flag=True,
+    help="Leave out unreadable or truncated videos (counted in the run's record, a warning each) instead of "
+         "stopping at the first with an error (the setting skip_bad; docs/DATASET.md).")
+
+
+def parsed_overrides(overrides, skip_bad: bool = False) -> dict:
+    """``--set`` pairs as a dict, with ``skip_bad`` set when ``--skip-bad`` was given."""
+    from harness.config import parse_overrides
+
+    return {**parse_overrides(overrides), **({"skip_bad": "true"} if skip_bad else {})}
 
 
 def command_line() -> str:
@@ -181,17 +192,17 @@ def data_synth(root, preset, seed, force, quiet):
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Run folder (default: runs/pretrain/<preset>/<task>-seed<S>-<config fingerprint>).")
 @set_option
-def pretrain(task, preset, seed, data_root, out_dir, overrides):
+@skip_bad_option
+def pretrain(task, preset, seed, data_root, out_dir, overrides, skip_bad):
     """Self-supervised pretraining of one teacher (no class labels are read)."""
     import json
     from pathlib import Path
 
-    from harness.config import parse_overrides
     from harness.pretext.base import get_task
     from harness.pretext.train import pretrain as run_pretrain
 
     get_task(task)  # an unknown name fails here, before any data is touched
-    ckpt = run_pretrain(task, preset, seed, data_root, out_dir, parse_overrides(overrides))
+    ckpt = run_pretrain(task, preset, seed, data_root, out_dir, parsed_overrides(overrides, skip_bad))
     metrics = json.loads((Path(ckpt).parent / "final.json").read_text())
     click.echo(f"{task} ({metrics['arch']}, {preset}, seed {seed}): held-out {metrics['metric_name']} "
                f"{metrics['metric']:.4f} (at init {metrics['metric_at_init']:.4f}; chance {metrics['chance']:.4f}: "
@@ -218,13 +229,13 @@ def pretrain(task, preset, seed, data_root, out_dir, overrides):
               help="Official split; 'all' runs the three and reports their mean.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @set_option
-def finetune(arch, init, checkpoint, preset, seed, dataset, data_root, split, quiet, overrides):
+@skip_bad_option
+def finetune(arch, init, checkpoint, preset, seed, dataset, data_root, split, quiet, overrides, skip_bad):
     """Fine-tune a pretrained (or random, or supervised) backbone for classification."""
-    from harness.config import parse_overrides
     from harness.finetune import finetune as run_finetune
 
     run = run_finetune(arch, init, preset, seed, dataset, data_root, split if split == "all" else int(split),
-                       checkpoint, parse_overrides(overrides), progress=not quiet)
+                       checkpoint, parsed_overrides(overrides, skip_bad), progress=not quiet)
     final = run.final()
     per_split = ", ".join(f"split {k}: {v:.4f}" for k, v in (final.get("per_split") or {}).items())
     click.echo(f"{arch} ({init}, {dataset}, {preset}, seed {seed}): video-level {final['metric']} "
@@ -300,14 +311,14 @@ def config_show(preset, stage, method, arch, task, as_json, overrides):
 @click.option("--verify", "verify_path", type=click.Path(), default=None,
               help="Only check a store: read every chunk against the checksums recorded when it was written.")
 @set_option
+@skip_bad_option
 def cache_teachers(preset, seed, fmt, store, views, teachers, data_root, dataset, split, info_path, verify_path,
-                   overrides):
+                   overrides, skip_bad):
     """Run the frozen teachers once and cache conv4 maps, logits, frames and views.
 
     Resumable: a killed run continues with its missing chunks. Several processes
     (torchrun --nproc_per_node N harness cache-teachers ...) write disjoint chunks of one store.
     """
-    from harness.config import parse_overrides
 
     if info_path:
         from harness.cache.store import FeatureStore
@@ -331,7 +342,7 @@ def cache_teachers(preset, seed, fmt, store, views, teachers, data_root, dataset
     from harness.cache.teachers import cache_config, store_target
 
     # bad settings and a name of the other format fail before any teacher is trained
-    overrides = parse_overrides(overrides)
+    overrides = parsed_overrides(overrides, skip_bad)
     cfg = cache_config(preset, overrides, views)
     dataset, split = dataset or cfg.dataset, split or cfg.split
     overrides = {**overrides, "dataset": dataset, "split": split}

@@ -111,6 +111,28 @@ def parse_overrides(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
     return out
 
 
+OMIT_AT_DEFAULT = "harness.omit_at_default"
+
+
+def keyless_default(value: Any) -> Any:
+    """A dataclass field default that :func:`to_dict` leaves out while the field holds it, so
+    adding such a setting keeps the fingerprints (run keys, store manifests) of every config
+    that does not use it."""
+    return dataclasses.field(default=value, metadata={OMIT_AT_DEFAULT: True})
+
+
 def to_dict(cfg: Any) -> dict:
-    """A dataclass config as plain JSON-able data (for run records and fingerprints)."""
-    return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
+    """A dataclass config as plain JSON-able data (for run records and fingerprints); fields
+    made with :func:`keyless_default` are left out while they hold their default."""
+    return json.loads(json.dumps(_plain(cfg), default=str))
+
+
+def _plain(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+                if not (f.metadata.get(OMIT_AT_DEFAULT) and getattr(obj, f.name) == f.default)}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    return obj

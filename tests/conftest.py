@@ -3,12 +3,19 @@ initialised teachers (what the pipeline does before real teachers exist), made o
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 
 import pytest
 import torch
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+# pretraining's frame cache (docs/DATASET.md, Decoding) goes to a temporary folder, not ./cache
+if "HARNESS_FRAME_CACHE" not in os.environ:
+    os.environ["HARNESS_FRAME_CACHE"] = tempfile.mkdtemp(prefix="harness-frames-")
+    atexit.register(shutil.rmtree, os.environ["HARNESS_FRAME_CACHE"], True)
 TEACHERS = (("sort", "vgg19_teacher"), ("motion", "vgg19_teacher"), ("track", "vgg19_teacher"),
             ("predict", "prednet"))
 

@@ -27,10 +27,11 @@ from harness.cache.schema import prototypes_key, teacher_field
 from harness.cache.store import FeatureStore, ManifestMismatch, StoreError, suggest_chunk_items, teacher_schema
 from harness.cache.writer import write_store
 from harness.checkpoints import load_checkpoint
-from harness.config import check_bounds, check_choice, resolve, to_dict
+from harness.config import check_bounds, check_choice, keyless_default, resolve, to_dict
 from harness.data.index import VideoIndex, open_index
 from harness.data.transforms import View, apply_view, center_view, sample_view, to_tensor
-from harness.data.video import count_frames, evenly_spaced, read_video
+from harness.data.screening import SHORT_POLICIES, VideoReport, screen
+from harness.data.video import RESIZE_MODES, count_frames, evenly_spaced, read_video
 from harness.errors import HarnessError
 from harness.models import MODEL_PRESETS, build_model
 from harness.provenance import code_version, sha256_file
@@ -56,12 +57,17 @@ class CacheConfig:
     conv4_dtype: str = "float16"      # numpy dtype the pooled teacher conv4 maps are stored in
     dataset: str = "synth"            # dataset cached: "ucf101" | "hmdb51" | "ccv" | "synth"
     split: int = 1                    # official train/test split (1..3; CCV has one)
+    resize: str = keyless_default("squash")     # to frame_size: "squash" (aspect lost) or "crop" (aspect kept, centre crop)
+    short_videos: str = keyless_default("pad")  # videos with fewer frames than frames_per_video_*: "pad", "skip" or "refuse"
+    skip_bad: bool = keyless_default(False)     # unreadable or truncated videos: left out and counted (--skip-bad), else an error
 
     def __post_init__(self):
         check_bounds(self, (("frames_per_video_train", 1, False), ("frames_per_video_test", 1, False),
                             ("views", 1, False), ("view_scale", 0, True), ("center_scale", 0, True),
                             ("chunk_items", 0, False), ("batch_size", 1, False), ("split", 1, False)))
         check_choice(self, "conv4_dtype", ("float16", "float32"))
+        check_choice(self, "resize", RESIZE_MODES)
+        check_choice(self, "short_videos", SHORT_POLICIES)
 
 
 CACHE_PRESETS = {
@@ -72,7 +78,7 @@ CACHE_PRESETS = {
     # Paper scale: ~76k train items on UCF101 split 1 with 8 frames per video; 2 views keep
     # the store near 1 MB per item (4 teachers x 256 x 13 x 13 float16 per view).
     "paper": CacheConfig(frame_size=(240, 320), frames_per_video_train=8, frames_per_video_test=25, views=2,
-                         batch_size=64, dataset="ucf101"),
+                         batch_size=64, dataset="ucf101", resize="crop"),
 }
 
 
@@ -163,7 +169,7 @@ class TeacherRunner:
 
     def _decode(self, split_code: int, video: int) -> np.ndarray:
         path = self.indexes[split_code][video].path
-        return read_video(path, size=tuple(self.cfg.frame_size))
+        return read_video(path, size=tuple(self.cfg.frame_size), resize=self.cfg.resize)
 
     def __call__(self, chunk: int) -> dict[str, np.ndarray]:
         a = chunk * self.chunk_items
@@ -285,7 +291,8 @@ def cache_teachers(preset: str, teacher_checkpoints: dict[str, str | os.PathLike
     if done is not None:   # nothing to write: skip decoding every video to plan the items
         _write_prototypes(done, [t.name for t in teachers], len(classes))
         return done
-    counts = {s: [count_frames(r.path) for r in idx] for s, idx in indexes.items()}
+    indexes, counts, reports = _screen_splits(indexes, cfg)
+    _record_videos(store_path, reports)
     plan = plan_items(indexes, cfg, counts)
     shapes = {t.name: (t.model.conv4_shape()[0], sh, sw) for t in teachers}
     fields = teacher_schema(tuple(cfg.frame_size), cfg.views, shapes, len(classes),
@@ -305,6 +312,44 @@ def cache_teachers(preset: str, teacher_checkpoints: dict[str, str | os.PathLike
     if st.is_complete():
         _write_prototypes(st, [t.name for t in teachers], len(classes))
     return st
+
+
+def _screen_splits(indexes: dict[int, VideoIndex], cfg: CacheConfig):
+    """Each split's index without the videos screening leaves out, their frame counts, and the
+    reports (:mod:`harness.data.screening`; warnings printed)."""
+    kept, counts, reports = {}, {}, {}
+    for s, index in indexes.items():
+        what = "train" if s == 0 else "test"
+        report = VideoReport(what, cfg.frames_per_video_train if s == 0 else cfg.frames_per_video_test,
+                             cfg.short_videos)
+        frames: dict[Path, int] = {}
+
+        def frames_of(record) -> int:
+            frames[record.path] = count_frames(record.path)
+            return frames[record.path]
+
+        keep = screen(index, frames_of, report, cfg.skip_bad)
+        report.warn()
+        kept[s] = index if len(keep) == len(index) else index.select(keep)
+        counts[s] = [frames[index[i].path] for i in keep]
+        reports[s] = report
+    return kept, counts, reports
+
+
+def videos_record_path(store_path: Path) -> Path:
+    """The screening record beside a store: ``<store>.videos.json``."""
+    return store_path.with_name(store_path.name + ".videos.json")
+
+
+def _record_videos(store_path: Path, reports: dict) -> None:
+    """Write what screening found per split beside the store (the store's own manifest stays
+    the same for the same data, so an unchanged store still matches it)."""
+    import json
+
+    from harness.atomic import write_text_atomic
+
+    record = {"train" if s == 0 else "test": r.as_dict() for s, r in reports.items()}
+    write_text_atomic(videos_record_path(store_path), json.dumps(record, indent=1) + "\n")
 
 
 def _complete_store(path: Path, manifest: dict) -> FeatureStore | None:

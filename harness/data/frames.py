@@ -60,8 +60,13 @@ class FrameDataset(Dataset):
     per frame (:func:`sample_view`, scale/ratio from ``view_scale``/``view_ratio``);
     ``train=False``: evenly spaced frames and :func:`center_view` (``center_scale``). Frames
     are decoded at ``decode_size`` ((h, w) or int; None = native) and cropped/resized to
-    ``size``. With ``cache_decoded`` each video is decoded once and kept in memory (meant
+    ``size`` (``resize``: ``"squash"`` or the aspect-preserving ``"crop"``, :func:`read_video`).
+    With ``cache_decoded`` each video is decoded once and kept in memory (meant
     for small sets such as the tiny preset; every DataLoader worker keeps its own copy).
+    Without it, a training item seeks to its own frames; in test mode the frames every item
+    of a video needs are fetched together, once, when its first item is asked for, and kept
+    until an item of another video is (test items are read in order, video by video): one
+    video's test frames in memory, each video decoded once per evaluation pass.
 
     Item ``i`` is video ``i // frames_per_video``, slot ``i % frames_per_video``. The frames
     and views chosen depend only on ``(seed, epoch, video)``; change epoch with
@@ -87,7 +92,7 @@ class FrameDataset(Dataset):
                  seed: int, decode_size: int | Sequence[int] | None = None, cache_decoded: bool = True,
                  view_scale: tuple[float, float] = (0.5, 1.0), view_ratio: tuple[float, float] = (3 / 4, 4 / 3),
                  center_scale: float = 0.875, clip_length: int = 1, test_crops: int = 1,
-                 shared_cache: MutableMapping | None = None):
+                 shared_cache: MutableMapping | None = None, resize: str = "squash"):
         if frames_per_video < 1:
             raise ValueError(f"frames_per_video must be >= 1, got {frames_per_video}")
         if clip_length < 1:
@@ -100,6 +105,7 @@ class FrameDataset(Dataset):
         self.size = _hw(size)
         self.seed = int(seed)
         self.decode_size = _hw(decode_size)
+        self.resize = resize
         self.cache_decoded = bool(cache_decoded)
         self.view_scale, self.view_ratio, self.center_scale = view_scale, view_ratio, center_scale
         self.clip_length = int(clip_length)
@@ -110,6 +116,7 @@ class FrameDataset(Dataset):
         self._num_frames: dict[int, int] = {}
         self._frame_hw: dict[int, tuple[int, int]] = {}
         self._targets = index.targets()
+        self._test_window: tuple[int, dict[int, np.ndarray]] | None = None   # (video, frames by number)
         # plan() of the current epoch per video: every item of a video needs the same plan, and
         # drawing it once instead of once per item took a third of the loading time
         self._plans: dict[tuple[int, int], tuple[np.ndarray, list[View]]] = {}
@@ -135,11 +142,11 @@ class FrameDataset(Dataset):
         if self._shared is not None:
             # mtime and size in the key: a video rewritten in place is decoded again
             st = os.stat(self.index[v].path)
-            key = (str(self.index[v].path), st.st_mtime_ns, st.st_size, self.decode_size)
+            key = (str(self.index[v].path), st.st_mtime_ns, st.st_size, self.decode_size, self.resize)
         if self._shared is not None and key in self._shared:
             frames = self._shared[key]
         else:
-            frames = read_video(self.index[v].path, size=self.decode_size)
+            frames = read_video(self.index[v].path, size=self.decode_size, resize=self.resize)
             if self._shared is not None and self.cache_decoded:
                 self._shared[key] = frames
         self._num_frames[v] = len(frames)
@@ -147,6 +154,17 @@ class FrameDataset(Dataset):
         if self.cache_decoded:
             self._decoded[v] = frames
         return frames
+
+    def _test_frames(self, v: int) -> dict[int, np.ndarray]:
+        """Every frame the test items of video ``v`` read, by frame number (decoded in one
+        seeking pass; the previous video's frames are dropped)."""
+        if self._test_window is None or self._test_window[0] != v:
+            self._test_window = None
+            frame_ids, _ = self.plan(v)
+            ids = sorted({int(i) for f in frame_ids for i in self.clip_indices(int(f))})
+            imgs = read_video(self.index[v].path, indices=ids, size=self.decode_size, resize=self.resize)
+            self._test_window = (v, dict(zip(ids, imgs)))
+        return self._test_window[1]
 
     def preload(self) -> "FrameDataset":
         """Decode every video now (``cache_decoded`` only), e.g. before DataLoader workers fork."""
@@ -213,8 +231,11 @@ class FrameDataset(Dataset):
         ids = self.clip_indices(f)
         if self.cache_decoded:
             imgs = self._video(v)[ids]
+        elif not self.train:
+            window = self._test_frames(v)
+            imgs = np.stack([window[int(i)] for i in ids])
         else:
-            imgs = read_video(self.index[v].path, indices=ids, size=self.decode_size)
+            imgs = read_video(self.index[v].path, indices=ids, size=self.decode_size, resize=self.resize)
         x = to_tensor(apply_view(imgs, view, self.size))
         if self.clip_length == 1:
             x = x[0]

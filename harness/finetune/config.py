@@ -9,7 +9,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from harness.config import resolve
+from harness.config import keyless_default, resolve
 from harness.errors import HarnessError
 
 
@@ -47,6 +47,9 @@ class FinetuneConfig:
     supervised_holdout: float = 0.2           # share of disjoint videos held out to score that stage
     model_preset: str = ""                    # MODEL_PRESETS entry; "" = the run's preset
     device: str = "auto"                      # torch device; "auto" = cuda if available, else cpu
+    resize: str = keyless_default("squash")   # to decode_size: "squash" (aspect lost) or "crop" (aspect kept, centre crop)
+    short_videos: str = keyless_default("pad")  # videos with fewer frames than train/test_frames: "pad", "skip" or "refuse"
+    skip_bad: bool = keyless_default(False)   # unreadable or truncated videos: left out and counted (--skip-bad), else an error
 
 
 FINETUNE_PRESETS: dict[str, FinetuneConfig] = {
@@ -63,7 +66,7 @@ FINETUNE_PRESETS: dict[str, FinetuneConfig] = {
     # papers the Table 1 rows come from (SGD, step decay, 25 test frames, ten-crop)
     "paper": FinetuneConfig(epochs=30, batch_size=128, lr=0.01, schedule="step", step_epochs=10, gamma=0.1,
                             train_frames=5, test_frames=25, test_crops=10, decode_size=256, eval_every=5,
-                            supervised_epochs=30, cache_decoded=False, num_workers=8),
+                            supervised_epochs=30, cache_decoded=False, num_workers=8, resize="crop"),
 }
 
 
@@ -94,6 +97,8 @@ def finetune_config(arch: str, preset: str, overrides: Mapping[str, Any] | None 
 def _check_config(cfg: FinetuneConfig) -> None:
     from harness.config import ConfigError
     from harness.data.frames import FIXED_CROP_COUNTS
+    from harness.data.screening import SHORT_POLICIES
+    from harness.data.video import RESIZE_MODES
 
     problems = [
         (cfg.epochs >= 1, "epochs must be >= 1"),
@@ -109,6 +114,9 @@ def _check_config(cfg: FinetuneConfig) -> None:
         (cfg.eval_every >= 1, "eval_every must be >= 1"),
         (cfg.num_workers >= 0, "num_workers must be >= 0"),
         (0.0 < cfg.supervised_holdout < 1.0, "supervised_holdout must be in (0, 1)"),
+        (cfg.resize in RESIZE_MODES, f"resize must be one of {', '.join(RESIZE_MODES)}, got {cfg.resize!r}"),
+        (cfg.short_videos in SHORT_POLICIES,
+         f"short_videos must be one of {', '.join(SHORT_POLICIES)}, got {cfg.short_videos!r}"),
     ]
     for ok, msg in problems:
         if not ok:

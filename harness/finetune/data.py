@@ -24,8 +24,21 @@ def _frame_dataset(index, cfg: FinetuneConfig, train: bool, size: int, clip_leng
                       decode_size=cfg.decode_size or None, view_scale=tuple(cfg.view_scale),
                       center_scale=cfg.center_scale, clip_length=clip_length,
                       test_crops=1 if train else cfg.test_crops, cache_decoded=cfg.cache_decoded,
-                      shared_cache=_DECODE_CACHE if cfg.cache_decoded else None)
+                      shared_cache=_DECODE_CACHE if cfg.cache_decoded else None, resize=cfg.resize)
     return ds.preload()
+
+
+def screened_index(index, cfg: FinetuneConfig, train: bool, what: str):
+    """``index`` without the videos screening leaves out (:mod:`harness.data.screening`: short
+    ones per ``cfg.short_videos``, unreadable or truncated ones per ``cfg.skip_bad``), and the
+    report; the frame count comes from demuxing, so nothing is decoded twice."""
+    from harness.data.screening import VideoReport, screen
+    from harness.data.video import count_frames
+
+    report = VideoReport(what, cfg.train_frames if train else cfg.test_frames, cfg.short_videos)
+    keep = screen(index, lambda record: count_frames(record.path), report, cfg.skip_bad)
+    report.warn()
+    return (index if len(keep) == len(index) else index.select(keep)), report
 
 
 def _batches(dataset, order, batch_size: int, num_workers: int = 0):

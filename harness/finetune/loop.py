@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from harness.checkpoints import load_verified, save_atomic, weights_sha256
 from harness.finetune.config import FinetuneConfig, FinetuneError, chance_level, finetune_config
-from harness.finetune.data import _batches, _frame_dataset
+from harness.finetune.data import _batches, _frame_dataset, screened_index
 from harness.provenance import code_version, fingerprint, sha256_file
 from harness.runs import RunDir
 from harness.utils import pick_device, seed_everything
@@ -288,6 +288,8 @@ def _run_training(run, arch, init, preset, seed, cfg_dict, cfg, train_index, tes
     model = model.to(device)
     clip_length = cfg.clip_length or model.clip_length
     t0 = time.perf_counter()
+    train_index, train_report = screened_index(train_index, cfg, True, "train")
+    test_index, test_report = screened_index(test_index, cfg, False, "test")
     train_ds = _frame_dataset(train_index, cfg, True, model.input_size, clip_length, seed)
     test_ds = _frame_dataset(test_index, cfg, False, model.input_size, clip_length, seed)
     decode_s = time.perf_counter() - t0
@@ -296,5 +298,6 @@ def _run_training(run, arch, init, preset, seed, cfg_dict, cfg, train_index, tes
     meta = {"arch": arch, "preset": preset, "model_preset": model_preset, "init": init, "init_summary": init_summary,
             "clip_length": clip_length, "epochs": cfg.epochs, "train_videos": len(train_index),
             "test_videos": len(test_index), "train_items_per_epoch": len(train_ds), "test_items": len(test_ds),
-            "decode_seconds": round(decode_s, 2), **extra_meta}
+            "decode_seconds": round(decode_s, 2),
+            "videos": {"train": train_report.as_dict(), "test": test_report.as_dict()}, **extra_meta}
     _finish(run, model, result, meta, test_index, cfg_dict, seed)

@@ -1,6 +1,7 @@
 """The pretext-task registry and the pieces every task shares.
 
-A pretext task turns unlabeled videos (uint8 ``(T, H, W, 3)`` arrays held in memory) into
+A pretext task turns unlabeled videos (uint8 ``(T, H, W, 3)`` arrays, or memory maps of the
+frame cache) into
 batches of (input, pretext target) with no class label anywhere, and knows how to score a
 backbone on them: a head built on the backbone's ``embedding``, a loss and a pretext metric
 with its chance level. Each task is one class in its own module, registered here with
@@ -201,11 +202,19 @@ def motion_box(frames: np.ndarray, size: int, rng: np.random.Generator | None = 
     return divmod(best, w - size + 1)
 
 
+def video_shapes(videos: Sequence[np.ndarray]) -> list[tuple[int, ...]]:
+    """Each video's (T, H, W, 3); read from ``videos.shapes`` where the sequence keeps them
+    (the on-disk frame cache), so no video is opened to learn its length."""
+    shapes = getattr(videos, "shapes", None)
+    return list(shapes) if shapes is not None else [v.shape for v in videos]
+
+
 def pick_videos(videos: Sequence[np.ndarray], n: int, min_frames: int, rng: np.random.Generator) -> list[int]:
     """``n`` indices (with replacement) of videos with at least ``min_frames`` frames."""
-    ok = [i for i, v in enumerate(videos) if len(v) >= min_frames]
+    shapes = video_shapes(videos)
+    ok = [i for i, s in enumerate(shapes) if s[0] >= min_frames]
     if not ok:
-        longest = max((len(v) for v in videos), default=0)
+        longest = max((s[0] for s in shapes), default=0)
         raise PretextError(f"no video has the {min_frames} frames this task needs (longest: {longest})")
     return [ok[i] for i in rng.integers(0, len(ok), size=n)]
 

@@ -15,7 +15,7 @@ import numpy as np
 
 
 from harness.pretext.base import (PretextError, PretextTask, angle_class, classification_step, crop,
-                                  frame_features, fusion_head, pick_videos, register, targets)
+                                  frame_features, fusion_head, pick_videos, register, targets, video_shapes)
 from harness.pretext.tracker import seed_box, track
 
 DIRECTIONS = ("static", "right", "down-right", "down", "down-left", "left", "up-left", "up", "up-right")
@@ -135,10 +135,11 @@ class PoseTask(PretextTask):
 
     def sample(self, videos, batch_size, rng):
         k = self.knobs
-        ok = [i for i, v in enumerate(videos) if len(v) >= self.min_frames()]
+        shapes = video_shapes(videos)
+        ok = [i for i, s in enumerate(shapes) if s[0] >= self.min_frames()]
         if not ok:
             pick_videos(videos, 1, self.min_frames(), rng)  # raises the shared "no video has ..." error
-        small = [v.shape for i, v in enumerate(videos) if i in ok and min(v.shape[1:3]) < k.context]
+        small = [shapes[i] for i in ok if min(shapes[i][1:3]) < k.context]
         if small:
             raise PretextError(f"pose: frames {small[0][1]}x{small[0][2]} are smaller than the context {k.context}")
         frames, target, moves = [], [], []

@@ -1,8 +1,9 @@
 """The generic self-supervised pretraining loop: one pretext task, one backbone, one run folder.
 
 ``pretrain(task, preset, seed, data_root, out_dir, overrides)`` decodes the unlabeled videos
-once into memory, holds a fixed share of them out for the pretext metric, trains backbone +
-task head with Adam on freshly sampled batches, and writes a run folder (the ``RunDir``
+once into the on-disk frame cache (read back as memory maps, so RAM holds about one video),
+holds a fixed share of them out for the pretext metric, trains backbone + task head with
+Adam on freshly sampled batches, and writes a run folder (the ``RunDir``
 contract; keyed by the config and the unlabeled list's fingerprint):
 
 - ``run.json``: config, code version, data fingerprint, machine;
@@ -29,8 +30,10 @@ import numpy as np
 import torch
 
 from harness.checkpoints import load_verified, save_atomic, weights_sha256
-from harness.config import ConfigError, check_bounds, resolve, to_dict
+from harness.config import ConfigError, check_bounds, check_choice, keyless_default, resolve, to_dict
 from harness.data.index import open_index
+from harness.data.screening import SHORT_POLICIES, VideoReport, screen
+from harness.data.video import RESIZE_MODES
 from harness.errors import HarnessError
 from harness.pretext.base import PretextTask, get_task
 from harness.provenance import code_version, fingerprint
@@ -55,11 +58,17 @@ class PretrainConfig:
     model_preset: str = ""       # MODEL_PRESETS entry; "" = the run's preset
     device: str = "auto"         # torch device; "auto" = cuda if available, else cpu
     task: Any = None             # the task's own knobs (its Knobs dataclass; --set task.<knob>=...)
+    resize: str = keyless_default("squash")    # to decode_size: "squash" (aspect lost) or "crop" (aspect kept, centre crop)
+    sample_fps: float = keyless_default(0.0)   # > 0: videos resampled to this frame rate, so frame gaps are fixed times; 0 = native frames
+    short_videos: str = keyless_default("skip")  # videos with fewer frames than the task needs: "skip", "pad" or "refuse"
+    skip_bad: bool = keyless_default(False)    # unreadable or truncated videos: left out and counted (--skip-bad), else an error
 
     def __post_init__(self):
         check_bounds(self, (("epochs", 1, False), ("iters_per_epoch", 1, False), ("batch_size", 1, False),
                             ("lr", 0, True), ("weight_decay", 0, False), ("eval_batches", 1, False),
-                            ("decode_size", 0, False), ("max_videos", 0, False)))
+                            ("decode_size", 0, False), ("max_videos", 0, False), ("sample_fps", 0, False)))
+        check_choice(self, "resize", RESIZE_MODES)
+        check_choice(self, "short_videos", SHORT_POLICIES)
         if not 0.0 < self.eval_fraction < 1.0:
             raise ConfigError(f"config key 'eval_fraction': must lie in (0, 1), got {self.eval_fraction!r}")
 
@@ -68,8 +77,10 @@ PRETRAIN_PRESETS: dict[str, PretrainConfig] = {
     "smoke": PretrainConfig(epochs=2, iters_per_epoch=3, batch_size=4, lr=1e-3, eval_batches=2, eval_fraction=0.25),
     # ~1 minute per teacher on 2 CPU cores; tasks adjust batch/iterations in their train_presets
     "tiny": PretrainConfig(epochs=5, iters_per_epoch=40, batch_size=16, lr=3e-4, eval_batches=8),
+    # real videos: the aspect ratio kept (centre crop) and every clip resampled to 25 fps, so a
+    # task's frame gaps mean the same time on UCF101 (25 fps) and HMDB51 (30 fps)
     "paper": PretrainConfig(epochs=50, iters_per_epoch=1000, batch_size=64, lr=1e-4, eval_batches=50,
-                            decode_size=128, weight_decay=5e-4),
+                            decode_size=128, weight_decay=5e-4, resize="crop", sample_fps=25.0),
 }
 
 
@@ -102,26 +113,49 @@ def ensure_data(data_root: str | os.PathLike | None, preset: str) -> Path:
     return resolve(preset, data_root, needs="unlabeled.txt", error=PretrainError)
 
 
-def decode_unlabeled(root: Path, decode_size: int = 0, max_videos: int = 0,
-                     progress: bool = True) -> tuple[list[np.ndarray], list[str], str]:
-    """Every unlabeled video of ``root`` decoded into memory; also their ids and the index fingerprint."""
+def decode_unlabeled(root: Path, cfg: PretrainConfig, min_frames: int = 1, progress: bool = True):
+    """The unlabeled videos of ``root`` decoded once into the on-disk frame cache
+    (:mod:`harness.data.frame_cache`; one video in RAM at a time) and screened
+    (:mod:`harness.data.screening`: short videos per ``cfg.short_videos``, unreadable or
+    truncated ones per ``cfg.skip_bad``). Returns the videos (memory maps), their ids, the
+    index fingerprint and the screening report."""
     from tqdm import tqdm
 
-    from harness.data.video import read_video
+    from harness.data.frame_cache import DiskVideos, decode_once, frame_cache_root
 
     index = open_index("synth", root, subset="unlabeled")
-    records = list(index)[: max_videos or None]
+    records = list(index)[: cfg.max_videos or None]
     if not records:
         raise PretrainError(f"{root / 'unlabeled.txt'}: lists no videos")
-    size = (decode_size, decode_size) if decode_size else None
-    videos = [read_video(r.path, size=size) for r in tqdm(records, desc="decode", unit="video",
-                                                          disable=not progress, leave=False)]
-    sizes = sorted({v.shape[1:3] for v in videos})
+    size = (cfg.decode_size, cfg.decode_size) if cfg.decode_size else None
+    settings = {"size": size, "resize": cfg.resize, "sample_fps": cfg.sample_fps}
+    cache_root = frame_cache_root()
+    decoded: dict[str, tuple[Path, tuple]] = {}     # video id -> (cache file, shape)
+
+    def frames_of(record) -> int:
+        decoded[record.video_id] = decode_once(record.path, settings, lambda p: _decode(p, size, cfg), cache_root)
+        return decoded[record.video_id][1][0]
+
+    report = VideoReport("unlabeled", min_frames, cfg.short_videos)
+    bar = tqdm(records, desc="decode", unit="video", disable=not progress, leave=False)
+    kept = [records[i] for i in screen(bar, frames_of, report, cfg.skip_bad)]
+    videos = DiskVideos([decoded[r.video_id][0] for r in kept], [decoded[r.video_id][1] for r in kept],
+                        pad_to=min_frames if cfg.short_videos == "pad" else 0)
+    sizes = sorted({s[1:3] for s in videos.shapes})
     if len(sizes) > 1:   # the tasks stack frames of different videos into one batch
         raise PretrainError(f"{root / 'unlabeled.txt'}: the videos have {len(sizes)} frame sizes "
                             f"({', '.join(f'{w}x{h}' for h, w in sizes[:4])}); decode them to one with "
                             f"--set decode_size=N")
-    return videos, [r.video_id for r in records], index.fingerprint()
+    return videos, [r.video_id for r in kept], index.fingerprint(), report
+
+
+def _decode(path: Path, size, cfg: PretrainConfig) -> np.ndarray:
+    """One video as pretraining reads it: resized, and resampled in time when ``sample_fps`` > 0."""
+    from harness.data.video import read_video, resampled_indices
+
+    if cfg.sample_fps > 0:
+        return read_video(path, indices=resampled_indices(path, cfg.sample_fps), size=size, resize=cfg.resize)
+    return read_video(path, size=size, resize=cfg.resize)
 
 
 def split_videos(n: int, eval_fraction: float, split_seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -131,6 +165,11 @@ def split_videos(n: int, eval_fraction: float, split_seed: int) -> tuple[np.ndar
     perm = np.random.default_rng([split_seed, 7]).permutation(n)
     n_eval = min(max(1, int(round(n * eval_fraction))), n - 1)
     return np.sort(perm[n_eval:]), np.sort(perm[:n_eval])
+
+
+def _subset(videos, indices):
+    """The videos at ``indices``: a list of arrays, or the frame cache's own selection."""
+    return videos.select(indices) if hasattr(videos, "select") else [videos[int(i)] for i in indices]
 
 
 def evaluate(task: PretextTask, backbone, head, batches: list[dict], device) -> dict:
@@ -183,12 +222,6 @@ def _pretrain_run(run: RunDir, cls, task_name: str, preset: str, seed: int, cfg,
     from harness.models import build_model
 
     t_run = time.perf_counter()
-    videos, video_ids, data_fp = decode_unlabeled(root, cfg.decode_size, cfg.max_videos, progress)
-    run.start(cfg_dict, {"data_root": str(root), "unlabeled_index": data_fp})
-    train_idx, eval_idx = split_videos(len(videos), cfg.eval_fraction, cfg.split_seed)
-    train_videos = [videos[i] for i in train_idx]
-    eval_videos = [videos[i] for i in eval_idx]
-
     model_preset = cfg.model_preset or preset
     seed_everything(seed)
     device = pick_device(cfg.device)
@@ -197,6 +230,12 @@ def _pretrain_run(run: RunDir, cls, task_name: str, preset: str, seed: int, cfg,
     backbone = build_model(cls.arch, 1, model_preset).to(device)
     task = cls(cfg.task, input_size=backbone.input_size)
     task.bind_model(backbone)
+    # decoding draws no torch random numbers: the model is initialised as if it came first
+    videos, video_ids, data_fp, report = decode_unlabeled(root, cfg, task.min_frames(), progress)
+    report.warn()
+    run.start(cfg_dict, {"data_root": str(root), "unlabeled_index": data_fp})
+    train_idx, eval_idx = split_videos(len(videos), cfg.eval_fraction, cfg.split_seed)
+    train_videos, eval_videos = _subset(videos, train_idx), _subset(videos, eval_idx)
     head = task.build_head(backbone.embedding_dim).to(device)
     params = list(backbone.parameters()) + list(head.parameters())
     opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -227,6 +266,7 @@ def _pretrain_run(run: RunDir, cls, task_name: str, preset: str, seed: int, cfg,
         "baseline": final["baseline"], "baseline_note": cls.baseline_note,
         "metric_at_init": initial["metric"], "eval_loss": final["loss"], "eval_loss_at_init": initial["loss"],
         "eval_items": final["stats"].get("n"), "eval_videos": len(eval_videos), "train_videos": len(train_videos),
+        "videos": report.as_dict(),
         "loss_curve": [line["loss"] for line in log], "train_metric_curve": [line["train_metric"] for line in log],
         "train_seconds": log[-1]["elapsed_s"] if log else 0.0,
         # this process from decoding to here, plus the training loop of earlier processes when
