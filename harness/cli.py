@@ -188,12 +188,17 @@ def data_synth(root, preset, seed, force, quiet):
 @preset_option
 @seed_option
 @click.option("--data-root", type=click.Path(file_okay=False), default=None,
-              help="Folder with unlabeled.txt (default for smoke/tiny: data/synth-<preset>, generated if missing).")
+              help="Dataset root (default for smoke/tiny: data/synth-<preset>, generated if missing).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Run folder (default: runs/pretrain/<preset>/<task>-seed<S>-<config fingerprint>).")
 @set_option
 @skip_bad_option
-def pretrain(task, preset, seed, data_root, out_dir, overrides, skip_bad):
+@dataset_option
+@split_option
+@click.option("--unlabeled", type=click.Path(dir_okay=False), default=None,
+              help="A list of videos to pretrain on, one path per line (default: the root's unlabeled.txt, else the "
+                   "training split's videos without their labels).")
+def pretrain(task, preset, seed, data_root, out_dir, overrides, skip_bad, dataset, split, unlabeled):
     """Self-supervised pretraining of one teacher (no class labels are read)."""
     import json
     from pathlib import Path
@@ -202,7 +207,10 @@ def pretrain(task, preset, seed, data_root, out_dir, overrides, skip_bad):
     from harness.pretext.train import pretrain as run_pretrain
 
     get_task(task)  # an unknown name fails here, before any data is touched
-    ckpt = run_pretrain(task, preset, seed, data_root, out_dir, parsed_overrides(overrides, skip_bad))
+    from harness import pipeline
+
+    ckpt = run_pretrain(task, preset, seed, data_root, out_dir, parsed_overrides(overrides, skip_bad),
+                        dataset=dataset or pipeline.default_dataset(preset), split=split or 1, unlabeled=unlabeled)
     metrics = json.loads((Path(ckpt).parent / "final.json").read_text())
     click.echo(f"{task} ({metrics['arch']}, {preset}, seed {seed}): held-out {metrics['metric_name']} "
                f"{metrics['metric']:.4f} (at init {metrics['metric_at_init']:.4f}; chance {metrics['chance']:.4f}: "

@@ -23,6 +23,13 @@ def ensure_data(preset: str, data_root: str | os.PathLike | None = None, dataset
     return resolve(preset, data_root, dataset)
 
 
+def check_classes(dataset: str, root: Path, split: int = 1) -> None:
+    """A class of the labeled split without a training video is refused up front, in one line."""
+    from harness.data.index import check_trainable, open_index
+
+    check_trainable(open_index(dataset, root, split, "train"), root, split)
+
+
 def default_dataset(preset: str) -> str:
     """What ``--dataset`` means when not given: the paper preset's UCF101, else the synthetic set."""
     return "ucf101" if preset == "paper" else "synth"
@@ -62,6 +69,7 @@ def ensure_store(preset: str, seed: int = 0, fmt: str = "zarr", store: str | os.
     """The teacher feature store of ``dataset``'s ``split``, built (or resumed) if not complete."""
     path = Path(store) if store is not None else data_store_path(preset, dataset, split, fmt)
     root = ensure_data(preset, data_root, dataset)
+    check_classes(dataset, root, split)   # before any teacher is trained
     ckpts = teacher_checkpoints(preset, seed, root, progress=progress, dataset=dataset, split=split)
     st = cache_teachers(preset, ckpts, root, store=path, fmt=fmt, progress=progress,
                         overrides=_cache_overrides(dataset, split))
@@ -169,6 +177,7 @@ def table1_runs(preset: str, seeds: list[int], data_root: str | os.PathLike | No
     from harness.finetune import finetune, finetune_pretext
 
     root = ensure_data(preset, data_root, dataset)
+    check_classes(dataset, root, split)
     up = _upstream_seeds(seeds, strict, store)
     missing = table1_missing(dataset, pretrained_weights)
     runs = {}
@@ -220,7 +229,18 @@ def table2_runs(methods: list[str], preset: str, seeds: list[int], store: str | 
         raise MethodError(f"unknown method {unknown[0]!r}; choose one of {', '.join(METHODS)}")
     up = _upstream_seeds(seeds, strict, store)
     paths = {s: _seed_store(preset, s, up, seeds, store, data_root, progress, dataset, split) for s in seeds}
-    return {m: [run_method(m, preset, s, store=paths[s], progress=progress) for s in seeds] for m in methods}
+    missing = table2_missing(methods, dataset)
+    return {m: [] if m in missing else [run_method(m, preset, s, store=paths[s], progress=progress) for s in seeds]
+            for m in methods}
+
+
+def table2_missing(methods: list[str], dataset: str = "synth") -> dict[str, str]:
+    """``{method: why it is not run}``: single-label methods on a multi-label dataset (CCV)."""
+    from harness.distill.methods import METHODS
+
+    if dataset != "ccv":
+        return {}
+    return {m: "missing: single-label only; CCV is multi-label" for m in methods if METHODS[m].single_label}
 
 
 def teacher_runs(preset: str, seed: int = 0, data_root: str | os.PathLike | None = None,

@@ -95,8 +95,11 @@ def table2(req: Request, methods: list[str] | None = None) -> str:
     """Table 2 (every method with ``table2``), or one row of it (``harness ablation``)."""
     from harness.tables.tables import render_table2, table2_dir
 
+    from harness import pipeline
+
     methods = methods or _table2_methods()
-    return render_table2(table2_runs(req, methods), req.command, table2_dir(req.preset, methods), req.strict)
+    return render_table2(table2_runs(req, methods), req.command, table2_dir(req.preset, methods), req.strict,
+                         pipeline.table2_missing(methods, req.dataset))
 
 
 def claims(req: Request, power: bool = False) -> str:

@@ -28,7 +28,7 @@ from harness.cache.store import FeatureStore, ManifestMismatch, StoreError, sugg
 from harness.cache.writer import write_store
 from harness.checkpoints import load_checkpoint
 from harness.config import check_bounds, check_choice, keyless_default, resolve, to_dict
-from harness.data.index import VideoIndex, open_index
+from harness.data.index import VideoIndex, check_trainable, open_index
 from harness.data.transforms import View, apply_view, center_view, sample_view, to_tensor
 from harness.data.screening import SHORT_POLICIES, VideoReport, screen
 from harness.data.video import RESIZE_MODES, count_frames, evenly_spaced, read_video
@@ -225,12 +225,6 @@ class TeacherRunner:
         return conv4, torch.cat(logits).numpy().reshape(n, k, -1)
 
 
-def _classes_without_training_items(index) -> list[str]:
-    y = index.targets()
-    counts = y.sum(0) if index.multilabel else np.bincount(y, minlength=index.num_classes)
-    return [c for c, n in zip(index.classes, counts) if n == 0]
-
-
 def cache_config(preset: str, overrides: dict[str, Any] | None = None, views: int | None = None) -> CacheConfig:
     """The preset's cache settings with ``--set`` overrides and ``--views`` applied (validated)."""
     return resolve(CACHE_PRESETS, preset, {**(overrides or {}), **({"views": views} if views is not None else {})})
@@ -263,11 +257,7 @@ def cache_teachers(preset: str, teacher_checkpoints: dict[str, str | os.PathLike
     indexes = {0: open_index(cfg.dataset, data_root, split=cfg.split, subset="train"),
                1: open_index(cfg.dataset, data_root, split=cfg.split, subset="test")}
     classes = list(indexes[0].classes)
-    missing = _classes_without_training_items(indexes[0])
-    if missing:   # before any teacher runs: the EM ground cost needs a prototype per class
-        raise CacheError(f"{data_root}: {len(missing)} of {len(classes)} classes have no training video in split "
-                         f"{cfg.split} ({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}); list only the "
-                         f"classes you train on in classInd.txt")
+    check_trainable(indexes[0], data_root, cfg.split)   # before any teacher runs (the pipeline checks earlier)
     teachers = [load_teacher(name, path, len(classes), preset) for name, path in teacher_checkpoints.items()]
     if not teachers:
         raise CacheError("cache-teachers: no teacher checkpoints given")

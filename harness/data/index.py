@@ -322,3 +322,18 @@ def unlabeled_index(dataset: str, root: str | os.PathLike, split: int = 1,
     if dataset == "synth" or (root / "unlabeled.txt").is_file():
         return open_index(dataset, root, split, "unlabeled")
     return open_index(dataset, root, split, "train").without_labels()
+
+
+def check_trainable(train: VideoIndex, root: str | os.PathLike, split: int = 1) -> None:
+    """Refuse a labeled training split with a class that has no video: its classifier row would
+    never learn and its class prototype (G_l's ground cost) would not exist, and accuracy would
+    be reported against classes nothing was trained on."""
+    y = train.targets()
+    counts = y.sum(0) if train.multilabel else np.bincount(y[y >= 0], minlength=train.num_classes)
+    missing = [c for c, n in zip(train.classes, counts) if n == 0]
+    if not missing:
+        return
+    fix = ("CCV's 20 classes are fixed: the training label matrix must tag each at least once"
+           if train.dataset == "ccv" else "list only the classes you train on in classInd.txt")
+    raise HarnessError(f"{root}: {len(missing)} of {train.num_classes} classes have no training video in split {split} "
+                       f"({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}); {fix}")

@@ -452,6 +452,7 @@ class StagedKD(Method):
     """
 
     partial_graph = True
+    single_label = True      # the pseudo-label refinement needs one class per video
     reads = ("lam", "beta", "staged_phase_epochs", "staged_alpha", "staged_tau", "staged_temperature",
              "staged_feature_temperature", "staged_channel_reduction", "staged_stage_point")
 
@@ -532,6 +533,11 @@ class MethodSpec:
         """The cached teacher outputs the method reads (``build.outputs``; a Method class's
         ``outputs``), so the runner streams only those fields."""
         return tuple(getattr(self.build, "outputs", TEACHER_OUTPUTS))
+
+    @property
+    def single_label(self) -> bool:
+        """True when the method is defined for single-label data only (``build.single_label``)."""
+        return bool(getattr(self.build, "single_label", False))
 
 
 # One entry per row of Table 2 (plus the plain student). Adding a method touches only this dict.

@@ -78,7 +78,7 @@ def finetune(arch: str, init: str, preset: str = "tiny", seed: int = 0, dataset:
     to interrupt a run). ``pretrain_seed`` seeds init "supervised"'s first stage (default:
     ``seed``), so seeds of the fine-tuning can share one pretrained stage. A finished run with the same config fingerprint is returned as is.
     """
-    from harness.data.index import open_index
+    from harness.data.index import check_trainable, open_index
     from harness.models import MODEL_REGISTRY
 
     set_cpu_threads()
@@ -98,6 +98,7 @@ def finetune(arch: str, init: str, preset: str = "tiny", seed: int = 0, dataset:
     test_index = open_index(dataset, root, split, "test")
     if train_index.classes != test_index.classes:
         raise FinetuneError(f"{root}: train and test splits list different classes")
+    check_trainable(train_index, root, split)
 
     stage_run, stage_fp = None, None
     if init == "supervised":
@@ -170,7 +171,7 @@ def finetune_pretext(task: str, preset: str = "tiny", seed: int = 0, dataset: st
     unlabeled_root = data_root if data_root is not None else (
         resolve_data_root(dataset, None, preset) if dataset == "synth" else None)
     ckpt = pretrain(task, preset, seed if pretrain_seed is None else int(pretrain_seed), unlabeled_root, None,
-                    pretext_overrides, progress)
+                    pretext_overrides, progress, dataset=dataset, split=1 if split == "all" else int(split))
     return finetune(cls.arch, "pretext", preset, seed, dataset, data_root, split, ckpt, overrides, progress)
 
 

@@ -105,16 +105,17 @@ def default_out_dir(task_name: str, preset: str, seed: int, config: dict) -> Pat
     return runs_root() / "pretrain" / preset / f"{task_name}-seed{seed}-{fingerprint(config)[:10]}"
 
 
-def ensure_data(data_root: str | os.PathLike | None, preset: str) -> Path:
-    """The data root to read (it must hold ``unlabeled.txt``); the default synthetic set of
-    smoke/tiny is generated if missing."""
+def ensure_data(data_root: str | os.PathLike | None, preset: str, dataset: str = "synth") -> Path:
+    """The data root to read (for the synthetic set it must hold ``unlabeled.txt``); the
+    default synthetic set of smoke/tiny is generated if missing."""
     from harness.data.roots import data_root as resolve
 
-    return resolve(preset, data_root, needs="unlabeled.txt", error=PretrainError)
+    return resolve(preset, data_root, dataset, needs="unlabeled.txt" if dataset == "synth" else None,
+                   error=PretrainError)
 
 
-def decode_unlabeled(root: Path, cfg: PretrainConfig, min_frames: int = 1, progress: bool = True):
-    """The unlabeled videos of ``root`` decoded once into the on-disk frame cache
+def decode_unlabeled(root: Path, cfg: PretrainConfig, min_frames: int = 1, progress: bool = True, index=None):
+    """The unlabeled videos of ``root`` (``index``, default its ``unlabeled.txt``) decoded once into the on-disk frame cache
     (:mod:`harness.data.frame_cache`; one video in RAM at a time) and screened
     (:mod:`harness.data.screening`: short videos per ``cfg.short_videos``, unreadable or
     truncated ones per ``cfg.skip_bad``). Returns the videos (memory maps), their ids, the
@@ -123,10 +124,10 @@ def decode_unlabeled(root: Path, cfg: PretrainConfig, min_frames: int = 1, progr
 
     from harness.data.frame_cache import DiskVideos, decode_once, frame_cache_root
 
-    index = open_index("synth", root, subset="unlabeled")
+    index = index if index is not None else open_index("synth", root, subset="unlabeled")
     records = list(index)[: cfg.max_videos or None]
     if not records:
-        raise PretrainError(f"{root / 'unlabeled.txt'}: lists no videos")
+        raise PretrainError(f"{', '.join(map(str, index.source)) or root}: lists no videos to pretrain on")
     size = (cfg.decode_size, cfg.decode_size) if cfg.decode_size else None
     settings = {"size": size, "resize": cfg.resize, "sample_fps": cfg.sample_fps}
     cache_root = frame_cache_root()
@@ -192,16 +193,26 @@ def evaluate(task: PretextTask, backbone, head, batches: list[dict], device) -> 
 
 def pretrain(task_name: str, preset: str = "tiny", seed: int = 0, data_root: str | os.PathLike | None = None,
              out_dir: str | os.PathLike | None = None, overrides: Mapping[str, Any] | None = None,
-             progress: bool = True) -> Path:
+             progress: bool = True, dataset: str = "synth", split: int = 1,
+             unlabeled: str | os.PathLike | None = None) -> Path:
     """Pretrain the backbone of ``task_name`` on the unlabeled videos; return ``checkpoint.pt``'s path.
 
-    The run is keyed by the config and the unlabeled list's fingerprint, so a run trained on
-    other videos is never returned for these."""
+    The videos are ``harness.data.index.unlabeled_index``: the ``unlabeled`` list, else the
+    root's ``unlabeled.txt``, else ``dataset``'s training split ``split`` without its labels.
+    Real videos of mixed sizes are decoded to the model's input size unless ``decode_size`` is
+    set. The run is keyed by the config and the unlabeled list's fingerprint, so a run trained
+    on other videos is never returned for these."""
+    from harness.data.index import unlabeled_index
+    from harness.models import MODEL_PRESETS
+
     set_cpu_threads()
     cls = get_task(task_name)
     cfg = task_config(task_name, preset, overrides)
-    root = ensure_data(data_root, preset)
-    data_fp = open_index("synth", root, subset="unlabeled").fingerprint()
+    root = ensure_data(data_root, preset, dataset)
+    index = unlabeled_index(dataset, root, split, unlabeled)
+    if dataset != "synth" and not cfg.decode_size:   # one frame size, whatever the release holds
+        cfg = dataclasses.replace(cfg, decode_size=MODEL_PRESETS[cfg.model_preset or preset].input_size)
+    data_fp = index.fingerprint()
     cfg_dict = {"task_name": task_name, "preset": preset, "seed": int(seed), **to_dict(cfg),
                 "data": {"unlabeled_index": data_fp}}
     run = RunDir(Path(out_dir) if out_dir is not None else default_out_dir(task_name, preset, seed, cfg_dict))
@@ -213,12 +224,12 @@ def pretrain(task_name: str, preset: str = "tiny", seed: int = 0, data_root: str
     if not run.is_finished():
         with run.exclusive():
             if not run.is_finished():   # finished by another process while this one waited
-                _pretrain_run(run, cls, task_name, preset, seed, cfg, cfg_dict, fp, root, progress)
+                _pretrain_run(run, cls, task_name, preset, seed, cfg, cfg_dict, fp, root, progress, index)
     return run.path / "checkpoint.pt"
 
 
 def _pretrain_run(run: RunDir, cls, task_name: str, preset: str, seed: int, cfg, cfg_dict: dict, fp: str,
-                  root: Path, progress: bool) -> None:
+                  root: Path, progress: bool, index=None) -> None:
     from harness.models import build_model
 
     t_run = time.perf_counter()
@@ -231,7 +242,7 @@ def _pretrain_run(run: RunDir, cls, task_name: str, preset: str, seed: int, cfg,
     task = cls(cfg.task, input_size=backbone.input_size)
     task.bind_model(backbone)
     # decoding draws no torch random numbers: the model is initialised as if it came first
-    videos, video_ids, data_fp, report = decode_unlabeled(root, cfg, task.min_frames(), progress)
+    videos, video_ids, data_fp, report = decode_unlabeled(root, cfg, task.min_frames(), progress, index)
     report.warn()
     run.start(cfg_dict, {"data_root": str(root), "unlabeled_index": data_fp})
     train_idx, eval_idx = split_videos(len(videos), cfg.eval_fraction, cfg.split_seed)

@@ -62,12 +62,18 @@ def _per_seed(runs: list[RunDir]) -> tuple[dict[int, float], str]:
     return {int(f["seed"]): 100.0 * f["value"] for f in finals}, finals[0]["metric"]
 
 
-def render_table2(runs: dict[str, list[RunDir]], command: str, out_dir: Path, strict: bool = False) -> str:
-    """Table 2 from ``{method: [finished RunDir per seed]}`` (``pipeline.table2_runs``)."""
+def render_table2(runs: dict[str, list[RunDir]], command: str, out_dir: Path, strict: bool = False,
+                  missing: dict[str, str] | None = None) -> str:
+    """Table 2 from ``{method: [finished RunDir per seed]}`` (``pipeline.table2_runs``);
+    ``missing``: ``{method: why}`` of rows without runs, shown as ``-`` with the reason."""
     from harness.distill.methods import METHODS
 
     rows = []
     for method, seed_runs in runs.items():
+        if not seed_runs:
+            rows.append(MeasuredRow(method, METHODS[method].label, None, "",
+                                    note=(missing or {}).get(method, "missing")))
+            continue
         per_seed, metric = _per_seed(seed_runs)
         rows.append(MeasuredRow(method, METHODS[method].label, seed_stats(per_seed)[0], metric,
                                 runs=[str(r.path) for r in seed_runs], note=METHODS[method].notes, per_seed=per_seed))
