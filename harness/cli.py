@@ -91,13 +91,21 @@ class HarnessGroup(click.Group):
 
 @click.group(cls=HarnessGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="harness")
-def main():
+@click.option("--deterministic", is_flag=True,
+              help="CPU results independent of thread count and SIMD level (1 thread, portable kernels, oneDNN "
+                   "off; slower); the same as HARNESS_DETERMINISTIC=1. Its runs get their own folders.")
+def main(deterministic):
     """Multi-teacher knowledge distillation for video classification.
 
     Data flows one way: videos -> teachers (pretrain, finetune) -> cache-teachers
     -> distill / ablation -> table1, table2. Every command records its config, code
     version and input fingerprints beside its results.
     """
+    from harness import determinism
+
+    # here, before any command imports torch (docs/REPRODUCIBILITY.md)
+    if deterministic or determinism.requested():
+        determinism.enable()
 
 
 # ---- data ------------------------------------------------------------------------------
