@@ -61,8 +61,12 @@ def command_line() -> str:
     as "Made by"."""
     import shlex
 
+    from harness import determinism
+
     ctx = click.get_current_context()
     words = ["harness", *ctx.command_path.split()[1:]]   # the console script, however it was invoked
+    if determinism.requested():   # on by the flag or the variable: the line says so either way
+        words.insert(1, "--deterministic")
     for param in ctx.command.params:
         value = ctx.params.get(param.name)
         if not isinstance(param, click.Option) or value is None or value is False or value == ():
