@@ -102,3 +102,14 @@ def test_the_mode_refuses_a_torch_loaded_with_other_kernels(monkeypatch):
     with pytest.raises(determinism.DeterminismError, match="ATEN_CPU_CAPABILITY=default must be in the environment"):
         determinism.apply()
     assert torch.get_num_threads() == threads and torch.backends.mkldnn.enabled
+
+
+def test_run_json_records_the_mode_and_footers_name_it_only_when_on(monkeypatch):
+    from harness.provenance import machine_summary, numerics
+
+    monkeypatch.delenv(determinism.ENV, raising=False)
+    record = numerics()
+    assert record["deterministic_mode"]["on"] is False and "deterministic" not in record["summary"]
+    assert record["deterministic_mode"]["threads"] == torch.get_num_threads()
+    on = {**record, "deterministic_mode": {**record["deterministic_mode"], "on": True}}
+    assert machine_summary(on).endswith(", deterministic mode")
