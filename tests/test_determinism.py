@@ -11,6 +11,7 @@ import torch
 from click.testing import CliRunner
 
 from harness import determinism
+from harness.cache.teachers import default_store_path
 from harness.cli import main
 from harness.provenance import fingerprint
 from harness.runs import RunDir
@@ -59,10 +60,12 @@ def test_deterministic_mode_gives_identical_weights_across_threads_and_kernel_le
     weights = {}
     for i, (name, config) in enumerate(CONFIGS.items()):
         runs = tmp_path / f"det{i}"
-        _harness(runs, config, "--deterministic", "finetune", "--arch", "alexnet", "--init", "random",
+        # the first configuration asks for the mode with the flag, the second with the variable
+        mode, config = (("--deterministic",), config) if i == 0 else ((), {**config, determinism.ENV: "1"})
+        _harness(runs, config, *mode, "finetune", "--arch", "alexnet", "--init", "random",
                  "--preset", "smoke", "--data-root", str(smoke_data), "--quiet", *ONE_EPOCH)
         finetuned = _weights(_only("finetune/smoke/*/checkpoint.pt", runs))
-        weights[name] = finetuned, _distill(runs, config, smoke_store, "--deterministic")
+        weights[name] = finetuned, _distill(runs, config, smoke_store, *mode)
         record = (_only("distill/smoke/*/run.json", runs)).read_text()
         assert '"on": true' in record and '"aten_cpu_capability": "DEFAULT"' in record
     (ft_a, st_a), (ft_b, st_b) = weights.values()
@@ -81,8 +84,10 @@ def test_the_mode_is_part_of_a_run_key_only_when_on(monkeypatch):
     monkeypatch.setenv(determinism.ENV, "1")
     on = RunDir.for_config("distill", "smoke", "gl+gr", config, Path("r"))
     assert on.path != off.path
+    assert default_store_path("smoke", "zarr") == Path("cache/smoke-deterministic.zarr")
     monkeypatch.setenv(determinism.ENV, "0")
     assert RunDir.for_config("distill", "smoke", "gl+gr", config, Path("r")).path == off.path
+    assert default_store_path("smoke", "zarr") == Path("cache/smoke.zarr")
 
 
 def test_a_bad_mode_value_is_one_line_naming_the_variable(monkeypatch):
