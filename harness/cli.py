@@ -110,8 +110,12 @@ def command_line() -> str:
     as "Made by"."""
     import shlex
 
+    from harness import determinism
+
     ctx = click.get_current_context()
     words = ["harness", *ctx.command_path.split()[1:]]   # the console script, however it was invoked
+    if determinism.requested():   # on by the flag or the variable: the line says so either way
+        words.insert(1, "--deterministic")
     for param in ctx.command.params:
         value = ctx.params.get(param.name)
         if not isinstance(param, click.Option) or value is None or value is False or value == ():
@@ -140,13 +144,21 @@ class HarnessGroup(click.Group):
 
 @click.group(cls=HarnessGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="harness")
-def main():
+@click.option("--deterministic", is_flag=True,
+              help="CPU results independent of thread count and SIMD level (1 thread, portable kernels, oneDNN "
+                   "off; slower); the same as HARNESS_DETERMINISTIC=1. Its runs get their own folders.")
+def main(deterministic):
     """Multi-teacher knowledge distillation for video classification.
 
     Data flows one way: videos -> teachers (pretrain, finetune) -> cache-teachers
     -> distill / ablation -> table1, table2. Every command records its config, code
     version and input fingerprints beside its results.
     """
+    from harness import determinism
+
+    # here, before any command imports torch (docs/REPRODUCIBILITY.md)
+    if deterministic or determinism.requested():
+        determinism.enable()
 
 
 # ---- data ------------------------------------------------------------------------------

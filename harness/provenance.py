@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import harness
+from harness import determinism
 
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -132,6 +133,7 @@ def numerics() -> dict:
         "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
         "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "deterministic_mode": determinism.state(),
     }
     out["summary"] = machine_summary(out)
     return out
@@ -145,6 +147,8 @@ def machine_summary(n: dict) -> str:
              f"{n.get('torch_threads')} threads"]
     if n.get("gpu"):
         parts.append(n["gpu"])
+    if (n.get("deterministic_mode") or {}).get("on"):
+        parts.append("deterministic mode")
     return ", ".join(p for p in parts if p)
 
 

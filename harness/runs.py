@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.determinism import keyed
 from harness.errors import HarnessError
 from harness.provenance import fingerprint, run_record, write_json_atomic
 
@@ -52,7 +53,7 @@ class RunDir:
     def for_config(cls, kind: str, preset: str, name: str, config: Any, root: Path | None = None) -> "RunDir":
         """``<root>/<kind>/<preset>/<name>-<fingerprint[:10]>``: one folder per distinct config."""
         safe = name.replace("/", "_").replace("+", "_")
-        return cls((root or runs_root()) / kind / preset / f"{safe}-{fingerprint(config)[:10]}")
+        return cls((root or runs_root()) / kind / preset / f"{safe}-{fingerprint(keyed(config))[:10]}")
 
     @property
     def final_path(self) -> Path:

@@ -10,6 +10,10 @@ import torch
 
 
 def seed_everything(seed: int) -> None:
+    """Seed every generator a run draws from (after the deterministic mode's switches, when on)."""
+    from harness import determinism
+
+    determinism.apply()
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)

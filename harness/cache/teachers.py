@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from harness import determinism
 from harness.cache.schema import prototypes_key, teacher_field
 from harness.cache.store import FeatureStore, ManifestMismatch, StoreError, suggest_chunk_items, teacher_schema
 from harness.cache.writer import write_store
@@ -242,7 +243,10 @@ def store_target(preset: str, store: str | os.PathLike | None, fmt: str) -> Path
 
 
 def default_store_path(preset: str, fmt: str) -> Path:
-    return Path("cache") / f"{preset}.{'zarr' if fmt == 'zarr' else 'h5'}"
+    """``cache/<preset>.zarr`` (or ``.h5``); ``cache/<preset>-deterministic.*`` in the deterministic
+    mode, whose teachers are other runs."""
+    mode = "-deterministic" if determinism.requested() else ""
+    return Path("cache") / f"{preset}{mode}.{'zarr' if fmt == 'zarr' else 'h5'}"
 
 
 def cache_teachers(preset: str, teacher_checkpoints: dict[str, str | os.PathLike], data_root: str | os.PathLike,
@@ -252,6 +256,7 @@ def cache_teachers(preset: str, teacher_checkpoints: dict[str, str | os.PathLike
     """Create (or resume) the teacher feature store for ``preset``; returns it once complete."""
     from harness.utils import pick_device
 
+    deterministic = determinism.apply()
     cfg = cache_config(preset, overrides, views)
     store_path = store_target(preset, store, fmt)
     indexes = {0: open_index(cfg.dataset, data_root, split=cfg.split, subset="train"),
@@ -277,6 +282,8 @@ def cache_teachers(preset: str, teacher_checkpoints: dict[str, str | os.PathLike
         "dtypes": {"frames": "uint8", "conv4": cfg.conv4_dtype, "logits": "float32"},
         "code_version": code_version(),
     }
+    if deterministic:   # only then, so the manifests (and the keys of their students) of other stores stay
+        manifest["deterministic"] = determinism.SWITCHES
     done = _complete_store(store_path, manifest)
     if done is not None:   # nothing to write: skip decoding every video to plan the items
         _write_prototypes(done, [t.name for t in teachers], len(classes))

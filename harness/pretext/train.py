@@ -100,9 +100,10 @@ def task_config(task_name: str, preset: str, overrides: Mapping[str, Any] | None
 def default_out_dir(task_name: str, preset: str, seed: int, config: dict) -> Path:
     """``<runs>/pretrain/<preset>/<task>-seed<S>-<config fingerprint>``: a changed task config
     (new knobs, other budgets) gets its own run instead of colliding with an old one."""
+    from harness.determinism import keyed
     from harness.runs import runs_root
 
-    return runs_root() / "pretrain" / preset / f"{task_name}-seed{seed}-{fingerprint(config)[:10]}"
+    return runs_root() / "pretrain" / preset / f"{task_name}-seed{seed}-{fingerprint(keyed(config))[:10]}"
 
 
 def ensure_data(data_root: str | os.PathLike | None, preset: str, dataset: str = "synth") -> Path:

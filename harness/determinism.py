@@ -1,0 +1,121 @@
+"""The deterministic mode: CPU results that do not depend on the thread count or the SIMD level.
+
+On by ``HARNESS_DETERMINISTIC=1`` in the environment or ``harness --deterministic``. It fixes
+every choice that was seen to move a run's numbers on one machine (docs/REPRODUCIBILITY.md):
+
+- one intra-op and one inter-op thread (a reduction's order follows the thread count);
+- ATen's portable kernels (``ATEN_CPU_CAPABILITY=default``: AVX2 and AVX512 kernels sum in
+  other orders) and MKL's conditional numerical reproducibility (``MKL_CBWR=COMPATIBLE``: one
+  code path whatever the instruction set). Both are read when torch loads, so they are put in
+  the environment when ``harness`` is imported (or when the CLI parses ``--deterministic``),
+  before any torch import; a torch imported earlier with other kernels is an error, not a
+  silent fall-back;
+- oneDNN and NNPACK off (their convolutions pick kernels by instruction set), so convolutions
+  run ATen's im2col + MKL GEMM; ``torch.use_deterministic_algorithms(True)``.
+
+The mode is part of a run's key only when it is on (``keyed``): runs made without it keep
+their folders. This module imports no torch at import time.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from harness.errors import HarnessError
+
+ENV = "HARNESS_DETERMINISTIC"
+
+# read by torch, MKL and OpenMP when they load: they must be in the environment before `import torch`
+IMPORT_ENV = {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE", "OMP_NUM_THREADS": "1",
+              "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+# what the mode sets, as it enters a run's key (a changed set of switches is a new run)
+SWITCHES = {"env": IMPORT_ENV, "threads": 1, "interop_threads": 1, "deterministic_algorithms": True,
+            "onednn": False, "nnpack": False}
+
+_ON, _OFF = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
+
+
+class DeterminismError(HarnessError):
+    """A bad HARNESS_DETERMINISTIC value, or torch loaded before the mode could fix its kernels."""
+
+
+def requested() -> bool:
+    """Whether ``HARNESS_DETERMINISTIC`` asks for the mode; any other value than on/off is one line."""
+    value = os.environ.get(ENV, "").strip().lower()
+    if value in _ON:
+        return True
+    if value in _OFF:
+        return False
+    raise DeterminismError(f"environment variable {ENV}={os.environ[ENV]!r}: expected 1 (on) or 0 (off)")
+
+
+def prepare_environment() -> None:
+    """Put the mode's load-time settings in the environment (when the mode is on), overriding
+    what the caller set: the point is that ``OMP_NUM_THREADS=2`` or ``ATEN_CPU_CAPABILITY=avx2``
+    no longer matter. Never raises (it runs when ``harness`` is imported); ``apply`` checks."""
+    try:
+        on = requested()
+    except DeterminismError:
+        return
+    if on:
+        os.environ.update(IMPORT_ENV)
+
+
+def enable() -> None:
+    """Turn the mode on for this process and the processes it starts (the CLI's ``--deterministic``)."""
+    os.environ[ENV] = "1"
+    prepare_environment()
+    apply()
+
+
+def apply() -> bool:
+    """When the mode is on, set torch's switches (idempotent) and check that torch loaded the
+    portable kernels; returns whether the mode is on. Training entry points call it."""
+    if not requested():
+        return False
+    os.environ.update(IMPORT_ENV)   # for a caller that set the variable after importing harness
+    import torch
+
+    capability = torch.backends.cpu.get_cpu_capability()
+    if capability != "DEFAULT":
+        raise DeterminismError(
+            f"{ENV}=1: torch was loaded with {capability} kernels; ATEN_CPU_CAPABILITY=default must be in the "
+            f"environment before torch is imported (the harness command does this; in Python, import harness first)")
+    torch.set_num_threads(1)
+    if torch.get_num_interop_threads() != 1:
+        try:
+            torch.set_num_interop_threads(1)
+        except RuntimeError:   # settable once, before inter-op work; the record shows what stayed
+            pass
+    torch.use_deterministic_algorithms(True)
+    torch.backends.mkldnn.enabled = False
+    torch.backends.nnpack.set_flags(False)
+    return True
+
+
+def keyed(config: Any) -> Any:
+    """``config`` as a run's key: unchanged when the mode is off, with the mode's switches when on."""
+    if not requested():
+        return config
+    if isinstance(config, dict):
+        return {**config, "deterministic": SWITCHES}
+    return {"config": config, "deterministic": SWITCHES}
+
+
+def state() -> dict:
+    """What run.json records: whether the mode is on and the switches in effect (threads, kernel
+    level, oneDNN / NNPACK, deterministic algorithms, the load-time variables as torch saw them)."""
+    torch = sys.modules.get("torch")
+    try:
+        on = requested()
+    except DeterminismError:
+        on = False
+    out: dict = {"on": on, "env": {k: os.environ.get(k) for k in IMPORT_ENV}}
+    if torch is not None:
+        out.update(threads=torch.get_num_threads(), interop_threads=torch.get_num_interop_threads(),
+                   aten_cpu_capability=torch.backends.cpu.get_cpu_capability(),
+                   deterministic_algorithms=torch.are_deterministic_algorithms_enabled(),
+                   onednn=bool(torch.backends.mkldnn.enabled), nnpack=bool(torch._C._get_nnpack_enabled()))   # no public getter
+    return out
