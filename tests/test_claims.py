@@ -109,7 +109,8 @@ def test_claims_render_from_run_folders_beside_the_paper(tmp_path):
     best = next(r for r in results if r["claim"] == "G_l+G_r is the best row of Table 2")
     assert best["verdict"] == "holds" and len(best["differences"]) == 8
     assert "| G_l+G_r beats MMGD+G_r | Table 2 |" in md and "| +1.9 |" in md   # paper: 68.9 - 67.0
-    assert "not tested by this harness yet" in md and "Median standard error of a paired difference" in md
+    assert "`harness claims --volumes` trains its runs | | **not tested** |" in md
+    assert "Median standard error of a paired difference" in md
     data = json.loads((tmp_path / "out" / "claims.json").read_text())
     assert data["verdicts"]["holds"] + data["verdicts"]["fails"] + data["verdicts"]["inconclusive"] == len(results)
 
