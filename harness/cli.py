@@ -77,16 +77,28 @@ def command_line() -> str:
 
 
 class HarnessGroup(click.Group):
-    """Turns the harness's own user-facing errors into one line on stderr and exit code 2."""
+    """Turns the harness's own user-facing errors into one line on stderr and exit code 2: a
+    full disk or a folder that cannot be written too, naming the path. Ctrl-C is one line
+    naming where the same command resumes from, exit code 130 (the shell's for SIGINT)."""
 
     def invoke(self, ctx):
-        from harness.errors import HarnessError
+        from harness.errors import HarnessError, write_error
 
         try:
             return super().invoke(ctx)
         except (ConfigError, HarnessError, FileNotFoundError) as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
+        except OSError as exc:
+            err = write_error(exc)
+            if err is None:
+                raise
+            click.echo(f"error: {err}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt as exc:
+            where = getattr(exc, "path", None)
+            click.echo("interrupted" + (f"; run the same command to resume from {where}" if where else ""), err=True)
+            sys.exit(130)
 
 
 @click.group(cls=HarnessGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -273,8 +285,10 @@ def cache_teachers(preset, seed, fmt, store, views, teachers, data_root, info_pa
     if verify_path:
         from harness.cache.store import FeatureStore
 
+        from harness.cache.teachers import teacher_store_problem
+
         with FeatureStore.open(verify_path) as st:
-            problems = st.verify()
+            problems = [p for p in (teacher_store_problem(st),) if p] + st.verify()
             if problems:
                 for line in problems:
                     click.echo(f"error: {line}", err=True)

@@ -2,12 +2,18 @@
 or file, no traceback, nothing already written damaged. The matrix is summarised in
 docs/RELIABILITY.md."""
 
+import builtins
+import errno
+import io
+import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from conftest import TEACHERS
 from harness.cli import main
 
 
@@ -165,3 +171,218 @@ def test_a_bad_setting_fails_before_teachers_or_a_store_are_made(tmp_path, monke
                     "--set", "lr=-1"], "'lr': must be > 0")
     _fails_cleanly(["table2", "--preset", "smoke", "--seeds", "0"], "--seeds")
     assert not (tmp_path / "runs").exists() and not (tmp_path / "new.zarr").exists()
+
+
+# ---- full disks, read-only folders, odd paths -------------------------------------------------
+# Run as root in a container, a full disk and a read-only folder cannot be made for real: the
+# system calls that would fail are replaced, for the paths under test only, by ones that fail
+# as the system does (a write that stores part of its data then raises ENOSPC; an open or mkdir
+# refused with EACCES / EROFS).
+
+class _FullDiskFile:
+    """A file on a disk that fills up during the first write: half the bytes land, then ENOSPC."""
+
+    def __init__(self, fh):
+        self._fh = fh
+
+    def write(self, data):
+        self._fh.write(data[: len(data) // 2])
+        self._fh.flush()
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def __getattr__(self, name):
+        return getattr(self._fh, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._fh.close()
+
+
+def _fail_writes(monkeypatch, hit, err):
+    """Opening for writing a path ``hit(path)`` accepts (absolute) fails as a full disk
+    (``err`` ENOSPC, at the first write) or a read-only folder would; so does making a folder
+    there. As on a real disk, a path whose parent folder does not exist fails with ENOENT first."""
+    real_open, real_mkdir = io.open, os.mkdir
+
+    def refused(path):
+        path = os.path.abspath(path)
+        return hit(path) and os.path.isdir(os.path.dirname(path))
+
+    def fake_open(file, mode="r", *args, **kwargs):
+        if isinstance(file, (str, os.PathLike)) and any(c in mode for c in "wax+") and refused(file):
+            if err == errno.ENOSPC:
+                return _FullDiskFile(real_open(file, mode, *args, **kwargs))
+            raise OSError(err, os.strerror(err), str(file))
+        return real_open(file, mode, *args, **kwargs)
+
+    def fake_mkdir(path, *args, **kwargs):
+        if err != errno.ENOSPC and refused(path) and not os.path.exists(path):
+            raise OSError(err, os.strerror(err), str(path))
+        return real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(io, "open", fake_open)
+    monkeypatch.setattr(builtins, "open", fake_open)
+    monkeypatch.setattr(os, "mkdir", fake_mkdir)
+
+
+def _fails_then_restored(monkeypatch, hit, err, args, *needles):
+    """The command fails in one line under the fault; the fault is then lifted."""
+    with monkeypatch.context() as m:
+        _fail_writes(m, hit, err)
+        line = _fails_cleanly(args, *needles)
+    return line
+
+
+def _no_temporaries(folder):
+    return sorted(str(p) for p in Path(folder).rglob("*") if ".tmp" in p.name or p.name.endswith(".partial"))
+
+
+def _teacher_args(smoke_store):
+    return [f"--teacher={name}={smoke_store.parent / f'{name}.pt'}" for name, _ in TEACHERS]
+
+
+def _same_store(a, b):
+    from harness.cache.store import FeatureStore
+
+    with FeatureStore.open(a) as x, FeatureStore.open(b) as y:
+        assert [f.name for f in x.fields] == [f.name for f in y.fields]
+        for f in x.fields:
+            np.testing.assert_array_equal(x.read(f.name), y.read(f.name), err_msg=f.name)
+        assert x.extras() == y.extras()
+
+
+def test_a_full_disk_while_writing_the_store_is_one_line_and_resumes(smoke_store, smoke_data, tmp_path, monkeypatch):
+    """Creating it, a chunk file, a chunk's marker: each refused in one line naming it, and the
+    same command then ends with the store an uninterrupted run makes. The store's folder has a
+    space, a unicode letter and parents that do not exist yet."""
+    monkeypatch.chdir(tmp_path)
+    store = tmp_path / "no such parent" / "übung store.zarr"
+    args = ["cache-teachers", "--preset", "smoke", "--data-root", str(smoke_data), "--store", str(store),
+            *_teacher_args(smoke_store)]
+    _fails_then_restored(monkeypatch, lambda p: "harness_store.json" in p, errno.ENOSPC, args,
+                         f"{store}/harness_store.json: no space left on device")
+    chunk3 = str(store / "teachers" / "sort" / "conv4" / "c" / "3") + os.sep
+    _fails_then_restored(monkeypatch, lambda p: p.startswith(chunk3), errno.ENOSPC, args,
+                         f"{store}/teachers/sort/conv4/c/3/", "no space left on device")
+    done = sorted(p.name for p in (store / "_progress").iterdir())
+    assert done == [f"chunk_{i:06d}.done" for i in range(3)]      # the chunks before are kept, no claim left
+    _fails_then_restored(monkeypatch, lambda p: "chunk_000005.done" in p, errno.ENOSPC, args,
+                         f"{store}/_progress/chunk_000005.done", "no space left on device")
+    assert _no_temporaries(tmp_path) == []
+    out = CliRunner().invoke(main, args)
+    assert out.exit_code == 0, out.output
+    _same_store(store, smoke_store)
+
+
+def _student_weights(run_folder):
+    import torch
+
+    return torch.load(Path(run_folder) / "student.pt", map_location="cpu")
+
+
+def _the_run(runs):
+    folders = list((Path(runs) / "distill" / "smoke").iterdir())
+    assert len(folders) == 1, folders
+    return folders[0]
+
+
+def _same_weights(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert np.array_equal(a[k].numpy(), b[k].numpy()), k
+
+
+def test_a_full_disk_while_writing_a_run_is_one_line_and_resumes(smoke_store, tmp_path, monkeypatch):
+    """state.pt (torch's save), metrics.jsonl, final.json: each refused in one line naming it,
+    nothing half-written left, and the run resumes to the weights of an uninterrupted run.
+    The runs root has a space and a unicode letter."""
+    import torch
+
+    monkeypatch.chdir(tmp_path)
+    runs = tmp_path / "runs ü"
+    monkeypatch.setenv("HARNESS_RUNS", str(runs))
+    args = ["distill", "--method", "kd", "--preset", "smoke", "--store", str(smoke_store)]
+    real_save = torch.save
+
+    def save_on_a_full_disk(obj, f, *a, **k):
+        if ".tmp" in str(f) and "state.pt" in str(f):
+            Path(f).write_bytes(b"PK\x03\x04 half an archive")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_save(obj, f, *a, **k)
+
+    with monkeypatch.context() as m:
+        m.setattr(torch, "save", save_on_a_full_disk)
+        _fails_cleanly(args, "state.pt: no space left on device")
+    folder = _the_run(runs)
+    assert not (folder / "state.pt").exists() and (folder / "run.json").is_file()
+    run_json = (folder / "run.json").read_bytes()
+    for name in ("metrics.jsonl", "final.json"):
+        _fails_then_restored(monkeypatch, lambda p, n=name: f"{n}.tmp" in p, errno.ENOSPC, args,
+                             f"{folder}/{name}: no space left on device")
+        assert not (folder / name).exists()
+    assert (folder / "state.pt").is_file() and (folder / "run.json").read_bytes() == run_json
+    assert _no_temporaries(runs) == []
+    assert CliRunner().invoke(main, args).exit_code == 0
+    monkeypatch.setenv("HARNESS_RUNS", str(tmp_path / "uninterrupted"))
+    assert CliRunner().invoke(main, args).exit_code == 0
+    _same_weights(_student_weights(folder), _student_weights(_the_run(tmp_path / "uninterrupted")))
+    assert len((folder / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_a_full_disk_while_writing_a_table_is_one_line_and_keeps_the_old_one(smoke_store, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HARNESS_RUNS", str(tmp_path / "runs"))
+    args = ["ablation", "--method", "kd", "--preset", "smoke", "--store", str(smoke_store)]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    table = tmp_path / "tables" / "generated" / "smoke" / "ablation" / "kd"
+    before = {p.name: p.read_bytes() for p in table.iterdir()}
+    _fails_then_restored(monkeypatch, lambda p: "table2.csv.tmp" in p, errno.ENOSPC, args,
+                         "table2.csv: no space left on device")
+    assert {p.name: p.read_bytes() for p in table.iterdir() if p.name != "table2.md"} == \
+        {k: v for k, v in before.items() if k != "table2.md"}      # the csv and json as they were
+    assert _no_temporaries(tmp_path) == []
+
+
+# (command, folder made unwritable, relative to tmp_path; errno)
+UNWRITABLE = [
+    (["distill", "--method", "kd", "--preset", "smoke", "--store", "{store}"], "runs", errno.EACCES),
+    (["cache-teachers", "--preset", "smoke", "--data-root", "{data}", "{teachers}"], "cache", errno.EROFS),
+    (["cache-teachers", "--preset", "smoke", "--data-root", "{data}", "--store", "ro/s.zarr", "{teachers}"], "ro",
+     errno.EACCES),
+    (["ablation", "--method", "kd", "--preset", "smoke", "--store", "{store}"], "tables", errno.EROFS),
+]
+
+
+@pytest.mark.parametrize("args, folder, err", UNWRITABLE, ids=["runs root", "cache root", "store folder", "tables"])
+def test_a_folder_that_cannot_be_written_is_named_in_one_line(args, folder, err, smoke_store, smoke_data, tmp_path,
+                                                            monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HARNESS_RUNS", str(tmp_path / "runs"))
+    (tmp_path / folder).mkdir()
+    words = []
+    for a in args:
+        words += _teacher_args(smoke_store) if a == "{teachers}" else [a.format(store=smoke_store, data=smoke_data)]
+    locked = str(tmp_path / folder)
+    line = _fails_then_restored(monkeypatch, lambda p: p.startswith(locked + os.sep), err, words,
+                                os.strerror(err).lower(), " writable or choose another path")
+    named = line.split("; make ", 1)[1].split(" writable")[0]     # as the user wrote it, or absolute
+    assert Path(named).resolve() == Path(locked), line
+    assert list((tmp_path / folder).iterdir()) == [], line
+
+
+def test_odd_store_paths_work_or_fail_in_one_line(smoke_store, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HARNESS_RUNS", str(tmp_path / "runs"))
+    odd = tmp_path / "a folder ü" / "store ö.zarr"
+    shutil.copytree(smoke_store, odd)
+    shutil.copytree(smoke_store, tmp_path / "rel.zarr")
+    for store in (str(odd), "rel.zarr"):
+        out = CliRunner().invoke(main, ["distill", "--method", "kd", "--preset", "smoke", "--store", store])
+        assert out.exit_code == 0, out.output
+    (tmp_path / "file.zarr").write_text("not a store")
+    for args in (["distill", "--method", "kd", "--preset", "smoke", "--store", "file.zarr"],
+                 ["cache-teachers", "--verify", "file.zarr"], ["cache-teachers", "--info", "file.zarr"]):
+        _fails_cleanly(args, "file.zarr: is a file, not a Zarr store folder")
+    _fails_cleanly(["cache-teachers", "--verify", str(tmp_path / "a folder ü")], "a folder ü: no feature store here")

@@ -23,15 +23,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness.cache.schema import prototypes_key, teacher_field
-from harness.cache.store import FeatureStore, ManifestMismatch, StoreError, suggest_chunk_items, teacher_schema
+from harness.cache.schema import prototypes_key, teacher_field, teacher_names, teacher_store_fields
+from harness.cache.store import (LAYOUT_VERSION, REBUILD, FeatureStore, ManifestMismatch, StoreError,
+                                 suggest_chunk_items, teacher_schema)
 from harness.cache.writer import write_store
-from harness.checkpoints import load_checkpoint
+from harness.checkpoints import load_checkpoint, load_weights
 from harness.config import check_bounds, check_choice, resolve, to_dict
 from harness.data.index import VideoIndex, open_index
 from harness.data.transforms import View, apply_view, center_view, sample_view, to_tensor
 from harness.data.video import count_frames, evenly_spaced, read_video
-from harness.errors import HarnessError
+from harness.errors import HarnessError, resumable
 from harness.models import MODEL_PRESETS, build_model
 from harness.provenance import code_version, sha256_file
 
@@ -99,11 +100,27 @@ def load_teacher(name: str, path: str | os.PathLike, num_classes: int, preset: s
     if model_preset != preset:
         raise CacheError(f"{path}: teacher {name!r} has the {model_preset!r} model shapes, not {preset!r}")
     model = build_model(arch, num_classes, preset, **dict(ck.get("model_overrides", {})))
-    model.load_state_dict(state)
+    load_weights(model, state, path, CacheError, f"teacher {name!r} ({arch} by its 'arch' entry)")
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
     return Teacher(name, model, path, sha256_file(path), arch)
+
+
+def teacher_store_problem(st: FeatureStore) -> str | None:
+    """What a teacher store lacks of the fields ``cache-teachers`` writes (a store of an older
+    harness, or edited), as one line saying what to do; None when it holds them all."""
+    manifest = st.manifest
+    if manifest.get("kind") != "teacher-features":
+        return None
+    names = list(manifest.get("teachers") or teacher_names(f.name for f in st.fields))
+    have = {f.name for f in st.fields}
+    missing = [n for n in teacher_store_fields(names) if n not in have]
+    if not missing:
+        return None
+    return (f"{st.path}: store lacks {', '.join(missing)}, which every teacher store of layout version "
+            f"{LAYOUT_VERSION} holds (this one says version {st.record['layout']['layout_version']}: made by "
+            f"another harness, or edited); {REBUILD}")
 
 
 @dataclass
@@ -300,8 +317,9 @@ def cache_teachers(preset: str, teacher_checkpoints: dict[str, str | os.PathLike
         out["label"] = np.stack([labels[int(s)][int(v)] for s, v in zip(out["split"], out["video"])])
         return out
 
-    st = write_store(store_path, fields, len(plan.split), chunk_items, manifest, produce, format=fmt,
-                     compression=compression, progress=progress)
+    with resumable(store_path):   # Ctrl-C: finished chunks are kept, the same command writes the rest
+        st = write_store(store_path, fields, len(plan.split), chunk_items, manifest, produce, format=fmt,
+                         compression=compression, progress=progress)
     if st.is_complete():
         _write_prototypes(st, [t.name for t in teachers], len(classes))
     return st

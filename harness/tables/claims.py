@@ -163,6 +163,7 @@ def render_claims(results: list[dict], paper: dict[int, dict], dataset_label: st
     """Write ``claims.{md,json}`` under ``out_dir`` and return the markdown."""
     from pathlib import Path
 
+    from harness.atomic import write_text_atomic
     from harness.provenance import code_version, write_json_atomic
 
     version = code_version()
@@ -205,7 +206,7 @@ def render_claims(results: list[dict], paper: dict[int, dict], dataset_label: st
     ])
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "claims.md").write_text(md + "\n")
+    write_text_atomic(out_dir / "claims.md", md + "\n")
     write_json_atomic(out_dir / "claims.json", {"command": command, "code_version": version, "dataset": dataset_label,
                                                 "n_boot": N_BOOT, "level": LEVEL, "verdicts": counts,
                                                 "median_se_points": median_se, "claims": results})

@@ -13,6 +13,7 @@ import json
 import os
 from pathlib import Path
 
+from harness.atomic import write_text_atomic
 from harness.provenance import code_version, processor_name, write_json_atomic
 
 # The tiny preset's target for pretraining + fine-tuning the four teachers on 2 CPU cores
@@ -53,7 +54,7 @@ def render_teachers(made: dict, preset: str, seed: int = 0, command: str = "", o
     md = _render(rows, summary, preset, command, version)
     out_dir = out_dir or GENERATED / preset
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "teachers.md").write_text(md + "\n")
+    write_text_atomic(out_dir / "teachers.md", md + "\n")
     write_json_atomic(out_dir / "teachers.json", {"preset": preset, "seed": seed, "command": command,
                                                    "code_version": version, "rows": rows, **summary})
     return md
