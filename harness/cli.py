@@ -297,21 +297,15 @@ def cache_teachers(preset, seed, fmt, store, views, teachers, data_root, info_pa
         return
     from harness import pipeline
     from harness.cache.teachers import cache_teachers as run_cache
-    from harness.cache.teachers import cache_config, store_target
+    from harness.cache.teachers import cache_config, parse_teacher_options, store_target
 
-    # bad settings and a name of the other format fail before any teacher is trained
+    # bad settings, --teacher options and a name of the other format fail before any teacher is trained
     cache_config(preset, parse_overrides(overrides), views)
     store_target(preset, store, fmt)
+    ckpts = parse_teacher_options(teachers) if teachers else None
 
     root = pipeline.ensure_data(preset, data_root)
-    if teachers:
-        ckpts = {}
-        for spec in teachers:
-            if "=" not in spec:
-                raise ConfigError(f"--teacher expects NAME=CHECKPOINT, got {spec!r}")
-            name, path = spec.split("=", 1)
-            ckpts[name] = path
-    else:
+    if ckpts is None:
         ckpts = pipeline.teacher_checkpoints(preset, seed, root)
     st = run_cache(preset, ckpts, root, store=store, fmt=fmt, views=views, overrides=parse_overrides(overrides))
     state = "complete" if st.is_complete() else "this process's chunks written; other ranks still writing"

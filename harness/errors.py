@@ -23,6 +23,7 @@ class WriteError(HarnessError):
 # errno values that mean "the disk is full" and "this folder cannot be written"
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
+NOT_A_FOLDER = (errno.ENOTDIR, errno.EEXIST)   # a file where a folder is made, or in the path
 
 
 def no_space_error(path: str | os.PathLike | None) -> WriteError:
@@ -33,7 +34,8 @@ def no_space_error(path: str | os.PathLike | None) -> WriteError:
 
 def write_error(exc: OSError, path: str | os.PathLike | None = None) -> WriteError | None:
     """The one-line error for ``exc``, raised while writing ``path`` (default: the file the
-    system call named); None when ``exc`` is neither a full disk nor a write refused."""
+    system call named); None when ``exc`` is none of a full disk, a write refused, or a file
+    standing where a folder is needed."""
     path = path if path is not None else exc.filename
     if exc.errno in NO_SPACE:
         return no_space_error(path)
@@ -44,6 +46,19 @@ def write_error(exc: OSError, path: str | os.PathLike | None = None) -> WriteErr
         folder = Path(exc.filename).parent if exc.filename else (Path(path).parent if path is not None else None)
         fix = f"make {folder} writable" if folder is not None else "make the folder writable"
         return WriteError(f"{where}{reason}; {fix} or choose another path")
+    if exc.errno in NOT_A_FOLDER and path is not None:
+        blocker = _file_in_the_way(Path(path))
+        if blocker is not None:   # EEXIST for other reasons (a name taken) is no path problem
+            what = "is a file" if blocker == Path(path) else f"lies under {blocker}, a file"
+            return WriteError(f"{path}: {what}, not a folder; choose another path")
+    return None
+
+
+def _file_in_the_way(path: Path) -> Path | None:
+    """The first of ``path`` and its parents that exists and is not a folder."""
+    for part in (path, *path.parents):
+        if part.exists() or part.is_symlink():
+            return None if part.is_dir() else part
     return None
 
 

@@ -5,6 +5,7 @@ docs/RELIABILITY.md."""
 import builtins
 import errno
 import io
+import json
 import os
 import shutil
 from pathlib import Path
@@ -372,7 +373,7 @@ def test_a_folder_that_cannot_be_written_is_named_in_one_line(args, folder, err,
     assert list((tmp_path / folder).iterdir()) == [], line
 
 
-def test_odd_store_paths_work_or_fail_in_one_line(smoke_store, tmp_path, monkeypatch):
+def test_odd_paths_work_or_fail_in_one_line(smoke_store, smoke_data, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HARNESS_RUNS", str(tmp_path / "runs"))
     odd = tmp_path / "a folder ü" / "store ö.zarr"
@@ -386,3 +387,202 @@ def test_odd_store_paths_work_or_fail_in_one_line(smoke_store, tmp_path, monkeyp
                  ["cache-teachers", "--verify", "file.zarr"], ["cache-teachers", "--info", "file.zarr"]):
         _fails_cleanly(args, "file.zarr: is a file, not a Zarr store folder")
     _fails_cleanly(["cache-teachers", "--verify", str(tmp_path / "a folder ü")], "a folder ü: no feature store here")
+    (tmp_path / "afile").write_text("a file where a folder is expected")
+    _fails_cleanly(["cache-teachers", "--preset", "smoke", "--data-root", str(smoke_data), "--store", "afile/s.zarr",
+                    *_teacher_args(smoke_store)],
+                   "afile: is a file, not a folder")
+    monkeypatch.setenv("HARNESS_RUNS", str(tmp_path / "afile" / "runs"))
+    _fails_cleanly(["distill", "--method", "kd", "--preset", "smoke", "--store", str(odd)],
+                   "lies under", "afile, a file, not a folder")
+
+
+@pytest.mark.parametrize("spec, needle", [("sort", "--teacher expects NAME=CHECKPOINT"),
+                                          ("=x.pt", "the name must be non-empty and without '/'"),
+                                          ("a/b=x.pt", "the name must be non-empty and without '/'"),
+                                          ("sort=y.pt", "--teacher sort: given twice (x.pt and y.pt)")])
+def test_a_bad_teacher_option_fails_before_any_work(spec, needle, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _fails_cleanly(["cache-teachers", "--preset", "smoke", "--teacher", "sort=x.pt", "--teacher", spec], needle)
+    assert list(tmp_path.iterdir()) == []       # not even the synthetic data generated
+
+
+# ---- Ctrl-C ------------------------------------------------------------------------------------
+# A real process gets SIGINT once it has finished some work (the first epoch's state.pt, the
+# first chunk's marker). Each later epoch or chunk is slowed by a sleep, only so that the signal
+# surely lands before the command would have finished on its own.
+
+_SLOWED = """
+import sys, time
+from harness.cli import main
+import {module} as m
+real = m.{cls}.{method}
+def slowed(*args, **kwargs):
+    out = real(*args, **kwargs)
+    time.sleep({pause})
+    return out
+m.{cls}.{method} = slowed
+main(sys.argv[1:], prog_name="harness")
+"""
+
+
+def _interrupt(args, progress_made, tmp_path, slow):
+    """Run ``harness ARGS`` as a process, send SIGINT once ``progress_made()``; (exit code, stderr)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", _SLOWED.format(**slow), *args], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not progress_made() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    return proc.returncode, err
+
+
+def _interrupted_cleanly(code, err, where):
+    assert code == 130, err
+    assert "Traceback" not in err, err
+    assert err.strip().splitlines()[-1] == f"interrupted; run the same command to resume from {where}", err
+
+
+def test_ctrl_c_during_distill_resumes_to_the_uninterrupted_weights(smoke_store, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    runs = tmp_path / "runs"
+    monkeypatch.setenv("HARNESS_RUNS", str(runs))
+    args = ["distill", "--method", "kd", "--preset", "smoke", "--store", str(smoke_store), "--set", "epochs=3"]
+    code, err = _interrupt(args, lambda: any(runs.rglob("state.pt")), tmp_path,
+                           {"module": "harness.runs", "cls": "RunDir", "method": "save_state", "pause": 0.5})
+    folder = _the_run(runs)
+    _interrupted_cleanly(code, err, folder)
+    assert not (folder / "final.json").exists() and _no_temporaries(runs) == []
+    assert CliRunner().invoke(main, args).exit_code == 0                      # the same command resumes
+    monkeypatch.setenv("HARNESS_RUNS", str(tmp_path / "uninterrupted"))
+    assert CliRunner().invoke(main, args).exit_code == 0
+    _same_weights(_student_weights(folder), _student_weights(_the_run(tmp_path / "uninterrupted")))
+    epochs = [json.loads(line)["epoch"] for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2, 3]
+
+
+def test_ctrl_c_during_cache_teachers_resumes_to_the_uninterrupted_store(smoke_store, smoke_data, tmp_path,
+                                                                         monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    store = tmp_path / "s.zarr"
+    args = ["cache-teachers", "--preset", "smoke", "--data-root", str(smoke_data), "--store", "s.zarr",
+            *_teacher_args(smoke_store)]
+    code, err = _interrupt(args, lambda: any((store / "_progress").glob("*.done")), tmp_path,
+                           {"module": "harness.cache.store", "cls": "FeatureStore", "method": "write_chunk",
+                            "pause": 0.3})
+    _interrupted_cleanly(code, err, "s.zarr")
+    markers = list((store / "_progress").iterdir())
+    assert markers and all(p.name.endswith(".done") for p in markers)          # no claim left behind
+    assert len(markers) < 13 and _no_temporaries(store) == []
+    out = CliRunner().invoke(main, args)
+    assert out.exit_code == 0, out.output
+    _same_store(store, smoke_store)
+
+
+# ---- stores of another version, checkpoints of another architecture ------------------------------
+
+def _edited_record(smoke_store, tmp_path, edit):
+    """A copy of the smoke store whose record (harness_store.json) ``edit`` changed."""
+    copy = tmp_path / "edited.zarr"
+    shutil.copytree(smoke_store, copy)
+    record = json.loads((copy / "harness_store.json").read_text())
+    edit(record)
+    (copy / "harness_store.json").write_text(json.dumps(record))
+    return copy
+
+
+def _set_version(value):
+    def edit(record):
+        if value is None:
+            del record["layout"]["layout_version"]
+        else:
+            record["layout"]["layout_version"] = value
+    return edit
+
+
+def _drop_field(name):
+    def edit(record):
+        record["layout"]["fields"] = [f for f in record["layout"]["fields"] if f["name"] != name]
+    return edit
+
+
+STORE_VERSIONS = [
+    (_set_version(0), "store layout version 0, this harness reads version 1"),
+    (_set_version("2.0"), "store layout version '2.0', this harness reads version 1"),
+    (_set_version(None), "store layout version unknown (none recorded), this harness reads version 1"),
+    (lambda r: r.pop("layout"), "store layout version unknown"),
+    (_drop_field("teachers/sort/conv4"), "store lacks teachers/sort/conv4, which every teacher store of layout "
+                                         "version 1 holds (this one says version 1"),
+    (_drop_field("label"), "store lacks label"),
+]
+
+
+@pytest.mark.parametrize("edit, needle", STORE_VERSIONS,
+                         ids=["older", "unknown", "none", "no layout", "no conv4", "no label"])
+def test_a_store_of_another_version_is_refused_saying_what_to_do(edit, needle, smoke_store, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HARNESS_RUNS", str(tmp_path / "runs"))
+    copy = _edited_record(smoke_store, tmp_path, edit)
+    before = sorted((str(p), p.stat().st_mtime_ns) for p in copy.rglob("*"))
+    for args in (["distill", "--method", "gl+gr", "--preset", "smoke", "--store", str(copy)],
+                 ["cache-teachers", "--verify", str(copy)]):
+        _fails_cleanly(args, str(copy), needle, "rebuild it with `harness cache-teachers`")
+    assert sorted((str(p), p.stat().st_mtime_ns) for p in copy.rglob("*")) == before
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_teacher_checkpoint_of_another_architecture_is_one_line(smoke_store, smoke_data, tmp_path, monkeypatch):
+    """cache-teachers --teacher: AlexNet or PredNet weights where the 'arch' entry says VGG, a
+    truncated file, a file of random bytes; finetune --checkpoint: a fine-tuned teacher given as
+    a pretraining checkpoint. Each names the file; no store is started."""
+    import torch
+
+    from harness.models import build_model
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HARNESS_RUNS", str(tmp_path / "runs"))
+    vgg = smoke_store.parent / "sort.pt"
+    for arch, needle in (("alexnet", "unexpected keys (e.g. 'features.3.weight')"),
+                         ("prednet", "unexpected keys (e.g. 'cells.0.conv.weight')")):
+        path = tmp_path / f"{arch}.pt"
+        torch.save({"arch": "vgg19_teacher", "model": build_model(arch, 4, "smoke").state_dict(), "num_classes": 4,
+                    "preset": "smoke"}, path)
+        _fails_cleanly(["cache-teachers", "--preset", "smoke", "--data-root", str(smoke_data), "--store", "s.zarr",
+                        f"--teacher=sort={path}"],
+                       f"{path}: teacher 'sort' (vgg19_teacher by its 'arch' entry) does not fit the VGGTeacher", needle,
+                       "a checkpoint of another architecture?")
+    (tmp_path / "truncated.pt").write_bytes(vgg.read_bytes()[:4096])
+    (tmp_path / "garbage.pt").write_bytes(np.random.default_rng(0).bytes(4096))
+    for name in ("truncated.pt", "garbage.pt"):
+        _fails_cleanly(["cache-teachers", "--preset", "smoke", "--data-root", str(smoke_data), "--store", "s.zarr",
+                        f"--teacher=sort={tmp_path / name}"], f"{tmp_path / name}: cannot read as a teacher checkpoint")
+    assert not (tmp_path / "s.zarr").exists()
+    _fails_cleanly(["finetune", "--arch", "vgg19_teacher", "--init", "pretext", "--checkpoint", str(vgg),
+                    "--preset", "smoke", "--data-root", str(smoke_data)],
+                   f"{vgg}: not a pretraining checkpoint (no backbone)")
+
+
+def test_a_resume_state_of_another_run_or_damaged_is_one_line(smoke_store, tmp_path, monkeypatch):
+    """A run folder's state.pt replaced by another run's, or by a truncated file: the resume
+    names it and the folder to delete; the state is left as it was."""
+    from harness.distill.runner import distill
+
+    monkeypatch.chdir(tmp_path)
+    runs = tmp_path / "runs"
+    monkeypatch.setenv("HARNESS_RUNS", str(runs))
+    folders = [distill("kd", "smoke", seed, smoke_store, runs_root=runs, progress=False, stop_after_epoch=1).path
+               for seed in (0, 1)]
+    other = (folders[0] / "state.pt").read_bytes()
+    target = folders[1] / "state.pt"
+    args = ["distill", "--method", "kd", "--preset", "smoke", "--seed", "1", "--store", str(smoke_store)]
+    for content, needle in ((other, "belongs to a run with another config; delete"),
+                            (other[:2048], "cannot read as a resume state")):
+        target.write_bytes(content)
+        _fails_cleanly(args, f"{target}: {needle}")
+        assert target.read_bytes() == content and not (folders[1] / "final.json").exists()

@@ -28,7 +28,7 @@ from harness.cache.store import (LAYOUT_VERSION, REBUILD, FeatureStore, Manifest
                                  suggest_chunk_items, teacher_schema)
 from harness.cache.writer import write_store
 from harness.checkpoints import load_checkpoint, load_weights
-from harness.config import check_bounds, check_choice, resolve, to_dict
+from harness.config import ConfigError, check_bounds, check_choice, resolve, to_dict
 from harness.data.index import VideoIndex, open_index
 from harness.data.transforms import View, apply_view, center_view, sample_view, to_tensor
 from harness.data.video import count_frames, evenly_spaced, read_video
@@ -84,6 +84,22 @@ class Teacher:
     checkpoint: Path
     sha256: str
     arch: str
+
+
+def parse_teacher_options(specs: list[str]) -> dict[str, str]:
+    """``--teacher NAME=CHECKPOINT`` options as ``{name: checkpoint}``; a malformed one, a name
+    the store cannot hold or a name given twice is a one-line error."""
+    ckpts: dict[str, str] = {}
+    for spec in specs:
+        name, eq, path = spec.partition("=")
+        if not eq:
+            raise ConfigError(f"--teacher expects NAME=CHECKPOINT, got {spec!r}")
+        if not name or "/" in name:
+            raise ConfigError(f"--teacher {spec!r}: the name must be non-empty and without '/'")
+        if name in ckpts:
+            raise ConfigError(f"--teacher {name}: given twice ({ckpts[name]} and {path}); name each teacher once")
+        ckpts[name] = path
+    return ckpts
 
 
 def load_teacher(name: str, path: str | os.PathLike, num_classes: int, preset: str) -> Teacher:
