@@ -205,7 +205,7 @@ def _fail_writes(monkeypatch, hit, err):
     """Opening for writing a path ``hit(path)`` accepts (absolute) fails as a full disk
     (``err`` ENOSPC, at the first write) or a read-only folder would; so does making a folder
     there. As on a real disk, a path whose parent folder does not exist fails with ENOENT first."""
-    real_open, real_mkdir = io.open, os.mkdir
+    real_open, real_fdopen, real_mkdir = io.open, os.fdopen, os.mkdir
 
     def refused(path):
         path = os.path.abspath(path)
@@ -218,6 +218,16 @@ def _fail_writes(monkeypatch, hit, err):
             raise OSError(err, os.strerror(err), str(file))
         return real_open(file, mode, *args, **kwargs)
 
+    def fake_fdopen(fd, mode="r", *args, **kwargs):   # a file made by os.open (a chunk's claim)
+        fh = real_fdopen(fd, mode, *args, **kwargs)
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        if any(c in mode for c in "wax+") and hit(path):
+            if err == errno.ENOSPC:
+                return _FullDiskFile(fh)
+            fh.close()
+            raise OSError(err, os.strerror(err), path)
+        return fh
+
     def fake_mkdir(path, *args, **kwargs):
         if err != errno.ENOSPC and refused(path) and not os.path.exists(path):
             raise OSError(err, os.strerror(err), str(path))
@@ -225,6 +235,7 @@ def _fail_writes(monkeypatch, hit, err):
 
     monkeypatch.setattr(io, "open", fake_open)
     monkeypatch.setattr(builtins, "open", fake_open)
+    monkeypatch.setattr(os, "fdopen", fake_fdopen)
     monkeypatch.setattr(os, "mkdir", fake_mkdir)
 
 
@@ -255,9 +266,9 @@ def _same_store(a, b):
 
 
 def test_a_full_disk_while_writing_the_store_is_one_line_and_resumes(smoke_store, smoke_data, tmp_path, monkeypatch):
-    """Creating it, a chunk file, a chunk's marker: each refused in one line naming it, and the
-    same command then ends with the store an uninterrupted run makes. The store's folder has a
-    space, a unicode letter and parents that do not exist yet."""
+    """Creating it, a chunk file, a chunk's marker or claim, the class prototypes: each refused in one
+    line naming it, and the same command then ends with the store an uninterrupted run makes.
+    The store's folder has a space, a unicode letter and parents that do not exist yet."""
     monkeypatch.chdir(tmp_path)
     store = tmp_path / "no such parent" / "übung store.zarr"
     args = ["cache-teachers", "--preset", "smoke", "--data-root", str(smoke_data), "--store", str(store),
@@ -271,6 +282,13 @@ def test_a_full_disk_while_writing_the_store_is_one_line_and_resumes(smoke_store
     assert done == [f"chunk_{i:06d}.done" for i in range(3)]      # the chunks before are kept, no claim left
     _fails_then_restored(monkeypatch, lambda p: "chunk_000005.done" in p, errno.ENOSPC, args,
                          f"{store}/_progress/chunk_000005.done", "no space left on device")
+    _fails_then_restored(monkeypatch, lambda p: p.endswith("chunk_000007.claim"), errno.ENOSPC, args,
+                         f"{store}/_progress/chunk_000007.claim: no space left on device")
+    assert not (store / "_progress" / "chunk_000007.claim").exists()     # no half claim blocks chunk 7
+    extra = str(store / "extra") + os.sep      # the class prototypes, written once every chunk is
+    _fails_then_restored(monkeypatch, lambda p: p.startswith(extra), errno.ENOSPC, args,
+                         f"{store}/extra/class_prototypes/sort: no space left on device")
+    assert len(list((store / "_progress").iterdir())) == 13
     assert _no_temporaries(tmp_path) == []
     out = CliRunner().invoke(main, args)
     assert out.exit_code == 0, out.output

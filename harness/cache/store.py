@@ -514,7 +514,8 @@ class FeatureStore(ABC):
         if self.mode == "r":
             raise StoreError(f"{self.path}: opened read-only; open with mode='r+' to write")
         self._check_extra_name(name)
-        self._put_extra(name, np.ascontiguousarray(array))
+        with naming_write_errors(f"{self.path}/extra/{name}"):
+            self._put_extra(name, np.ascontiguousarray(array))
 
     def get_extra(self, name: str) -> np.ndarray:
         if name not in self.extras():
