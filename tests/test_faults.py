@@ -313,7 +313,24 @@ def _same_weights(a, b):
         assert np.array_equal(a[k].numpy(), b[k].numpy()), k
 
 
-def test_a_full_disk_while_writing_a_run_is_one_line_and_resumes(smoke_store, tmp_path, monkeypatch):
+def _kd_args(smoke_store):
+    """The distillation the run faults below cut short (3 epochs, so one can be cut in the middle)."""
+    return ["distill", "--method", "kd", "--preset", "smoke", "--store", str(smoke_store), "--set", "epochs=3"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_kd(smoke_store, tmp_path_factory):
+    """The student weights of ``_kd_args`` run start to end, once for the tests that compare."""
+    runs = tmp_path_factory.mktemp("uninterrupted")
+    with pytest.MonkeyPatch.context() as m:
+        m.setenv("HARNESS_RUNS", str(runs))
+        out = CliRunner().invoke(main, _kd_args(smoke_store))
+    assert out.exit_code == 0, out.output
+    return _student_weights(_the_run(runs))
+
+
+def test_a_full_disk_while_writing_a_run_is_one_line_and_resumes(smoke_store, uninterrupted_kd, tmp_path,
+                                                                  monkeypatch):
     """state.pt (torch's save), metrics.jsonl, final.json: each refused in one line naming it,
     nothing half-written left, and the run resumes to the weights of an uninterrupted run.
     The runs root has a space and a unicode letter."""
@@ -322,7 +339,7 @@ def test_a_full_disk_while_writing_a_run_is_one_line_and_resumes(smoke_store, tm
     monkeypatch.chdir(tmp_path)
     runs = tmp_path / "runs ü"
     monkeypatch.setenv("HARNESS_RUNS", str(runs))
-    args = ["distill", "--method", "kd", "--preset", "smoke", "--store", str(smoke_store)]
+    args = _kd_args(smoke_store)
     real_save = torch.save
 
     def save_on_a_full_disk(obj, f, *a, **k):
@@ -344,10 +361,8 @@ def test_a_full_disk_while_writing_a_run_is_one_line_and_resumes(smoke_store, tm
     assert (folder / "state.pt").is_file() and (folder / "run.json").read_bytes() == run_json
     assert _no_temporaries(runs) == []
     assert CliRunner().invoke(main, args).exit_code == 0
-    monkeypatch.setenv("HARNESS_RUNS", str(tmp_path / "uninterrupted"))
-    assert CliRunner().invoke(main, args).exit_code == 0
-    _same_weights(_student_weights(folder), _student_weights(_the_run(tmp_path / "uninterrupted")))
-    assert len((folder / "metrics.jsonl").read_text().splitlines()) == 2
+    _same_weights(_student_weights(folder), uninterrupted_kd)
+    assert len((folder / "metrics.jsonl").read_text().splitlines()) == 3
 
 
 def test_a_full_disk_while_writing_a_table_is_one_line_and_keeps_the_old_one(smoke_store, tmp_path, monkeypatch):
@@ -467,20 +482,19 @@ def _interrupted_cleanly(code, err, where):
     assert err.strip().splitlines()[-1] == f"interrupted; run the same command to resume from {where}", err
 
 
-def test_ctrl_c_during_distill_resumes_to_the_uninterrupted_weights(smoke_store, tmp_path, monkeypatch):
+def test_ctrl_c_during_distill_resumes_to_the_uninterrupted_weights(smoke_store, uninterrupted_kd, tmp_path,
+                                                                    monkeypatch):
     monkeypatch.chdir(tmp_path)
     runs = tmp_path / "runs"
     monkeypatch.setenv("HARNESS_RUNS", str(runs))
-    args = ["distill", "--method", "kd", "--preset", "smoke", "--store", str(smoke_store), "--set", "epochs=3"]
+    args = _kd_args(smoke_store)
     code, err = _interrupt(args, lambda: any(runs.rglob("state.pt")), tmp_path,
                            {"module": "harness.runs", "cls": "RunDir", "method": "save_state", "pause": 0.5})
     folder = _the_run(runs)
     _interrupted_cleanly(code, err, folder)
     assert not (folder / "final.json").exists() and _no_temporaries(runs) == []
     assert CliRunner().invoke(main, args).exit_code == 0                      # the same command resumes
-    monkeypatch.setenv("HARNESS_RUNS", str(tmp_path / "uninterrupted"))
-    assert CliRunner().invoke(main, args).exit_code == 0
-    _same_weights(_student_weights(folder), _student_weights(_the_run(tmp_path / "uninterrupted")))
+    _same_weights(_student_weights(folder), uninterrupted_kd)
     epochs = [json.loads(line)["epoch"] for line in (folder / "metrics.jsonl").read_text().splitlines()]
     assert epochs == [1, 2, 3]
 
