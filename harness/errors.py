@@ -28,8 +28,7 @@ NOT_A_FOLDER = (errno.ENOTDIR, errno.EEXIST)   # a file where a folder is made, 
 
 def no_space_error(path: str | os.PathLike | None) -> WriteError:
     where = f"{path}: " if path is not None else ""
-    return WriteError(f"{where}no space left on device; free some space and run the same command again "
-                      f"(finished work is kept)")
+    return WriteError(f"{where}no space left on device; free some space and run the same command again")
 
 
 def write_error(exc: OSError, path: str | os.PathLike | None = None) -> WriteError | None:

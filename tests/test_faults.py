@@ -379,6 +379,14 @@ def test_a_full_disk_while_writing_a_table_is_one_line_and_keeps_the_old_one(smo
     assert _no_temporaries(tmp_path) == []
 
 
+def test_a_full_disk_while_generating_the_synthetic_set_is_one_line_and_leaves_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = ["data", "synth", "--root", "d", "--preset", "smoke", "--quiet"]
+    _fails_then_restored(monkeypatch, lambda p: p.endswith("trainlist01.txt"), errno.ENOSPC, args,
+                         "d: no space left on device")
+    assert list(tmp_path.iterdir()) == []       # the half-made set was in a hidden folder, now removed
+
+
 # (command, folder made unwritable, relative to tmp_path; errno)
 UNWRITABLE = [
     (["distill", "--method", "kd", "--preset", "smoke", "--store", "{store}"], "runs", errno.EACCES),
