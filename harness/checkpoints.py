@@ -58,6 +58,8 @@ def load_checkpoint(path: str | os.PathLike, error: type[HarnessError] = Harness
     """``torch.load`` on CPU; a missing or unreadable file raises ``error`` with one line
     naming it. ``weights_only=True`` for files from outside the harness (torchvision weights)."""
     path = Path(path)
+    if path.is_dir():
+        raise error(f"{path}: is a folder, not a {what} file")
     if not path.is_file():
         raise error(f"{path}: {what} not found")
     try:

@@ -557,6 +557,8 @@ STORE_VERSIONS = [
     (_set_version("2.0"), "store layout version '2.0', this harness reads version 1"),
     (_set_version(None), "store layout version unknown (none recorded), this harness reads version 1"),
     (lambda r: r.pop("layout"), "store layout version unknown"),
+    (lambda r: r["layout"].update(n_items="many"), "store record (layout version 1) is damaged (ValueError"),
+    (lambda r: r["layout"].update(chunk_items=0), "store record (layout version 1) is damaged (n_items, chunk_items"),
     (_drop_field("teachers/sort/conv4"), "store lacks teachers/sort/conv4, which every teacher store of layout "
                                          "version 1 holds (this one says version 1"),
     (_drop_field("label"), "store lacks label"),
@@ -564,7 +566,8 @@ STORE_VERSIONS = [
 
 
 @pytest.mark.parametrize("edit, needle", STORE_VERSIONS,
-                         ids=["older", "unknown", "none", "no layout", "no conv4", "no label"])
+                         ids=["older", "unknown", "none", "no layout", "n_items text", "chunk_items 0", "no conv4",
+                              "no label"])
 def test_a_store_of_another_version_is_refused_saying_what_to_do(edit, needle, smoke_store, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HARNESS_RUNS", str(tmp_path / "runs"))
@@ -602,6 +605,8 @@ def test_a_teacher_checkpoint_of_another_architecture_is_one_line(smoke_store, s
     for name in ("truncated.pt", "garbage.pt"):
         _fails_cleanly(["cache-teachers", "--preset", "smoke", "--data-root", str(smoke_data), "--store", "s.zarr",
                         f"--teacher=sort={tmp_path / name}"], f"{tmp_path / name}: cannot read as a teacher checkpoint")
+    _fails_cleanly(["cache-teachers", "--preset", "smoke", "--data-root", str(smoke_data), "--store", "s.zarr",
+                    f"--teacher=sort={tmp_path}"], f"{tmp_path}: is a folder, not a teacher checkpoint (sort) file")
     assert not (tmp_path / "s.zarr").exists()
     _fails_cleanly(["finetune", "--arch", "vgg19_teacher", "--init", "pretext", "--checkpoint", str(vgg),
                     "--preset", "smoke", "--data-root", str(smoke_data)],

@@ -85,6 +85,15 @@ def check_record(path: Path, record: Any) -> None:
     if missing:
         raise StoreVersionError(f"{path}: store record (layout version {version}) lacks {', '.join(missing)}; "
                                 f"{REBUILD}")
+    try:
+        fields = [FieldSpec.from_json(f) for f in layout["fields"]]
+        sizes = int(layout["n_items"]), int(layout["chunk_items"])
+    except (KeyError, TypeError, ValueError, StoreError) as exc:
+        raise StoreVersionError(f"{path}: store record (layout version {version}) is damaged "
+                                f"({type(exc).__name__}: {exc}); {REBUILD}") from None
+    if min(sizes) <= 0 or not fields:
+        raise StoreVersionError(f"{path}: store record (layout version {version}) is damaged (n_items, chunk_items "
+                                f"{sizes}, {len(fields)} fields); {REBUILD}")
 
 
 # ---- schema ----------------------------------------------------------------------------
