@@ -12,7 +12,7 @@ from typing import Any, Mapping
 import torch
 
 from harness.atomic import atomic_path, write_text_atomic
-from harness.errors import HarnessError
+from harness.errors import HarnessError, WriteError, no_space_error
 
 
 def weights_sha256(state_dict: Mapping[str, torch.Tensor]) -> str:
@@ -27,9 +27,25 @@ def weights_sha256(state_dict: Mapping[str, torch.Tensor]) -> str:
 
 
 def save_atomic(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary name, then rename over ``path``."""
+    """``torch.save`` to a temporary name, then rename over ``path``. torch's own writer
+    reports a full disk as ``RuntimeError: ... file write failed``, without the path: that is
+    a :class:`WriteError` naming ``path``. (Saving by name keeps the archive's inner name, so
+    the file's bytes, and the sha256 recorded of them, do not depend on how it was written.)"""
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        try:
+            torch.save(obj, tmp)
+        except RuntimeError as exc:
+            if "write failed" not in str(exc):
+                raise
+            raise _write_failure(path, tmp.parent) from exc
+
+
+def _write_failure(path: Path, folder: Path) -> WriteError:
+    """Why torch could not write ``path`` into ``folder``, as far as the file system tells."""
+    stats = os.statvfs(folder)
+    if stats.f_bavail * stats.f_frsize < (1 << 20):
+        return no_space_error(path)
+    return WriteError(f"{path}: torch could not write the file; check the disk and run the same command again")
 
 
 def write_jsonl_atomic(path: str | os.PathLike, rows: list[dict]) -> None:
@@ -42,6 +58,8 @@ def load_checkpoint(path: str | os.PathLike, error: type[HarnessError] = Harness
     """``torch.load`` on CPU; a missing or unreadable file raises ``error`` with one line
     naming it. ``weights_only=True`` for files from outside the harness (torchvision weights)."""
     path = Path(path)
+    if path.is_dir():
+        raise error(f"{path}: is a folder, not a {what} file")
     if not path.is_file():
         raise error(f"{path}: {what} not found")
     try:
@@ -62,3 +80,21 @@ def load_verified(path: str | os.PathLike, error: type[HarnessError], what: str,
     if verify and weights_sha256(ckpt[weights_key]) != ckpt.get("weights_sha256"):
         raise error(f"{path}: weights do not match their recorded sha256 (corrupt file?)")
     return ckpt
+
+
+def load_weights(model: torch.nn.Module, state: Mapping[str, torch.Tensor], path: str | os.PathLike,
+                 error: type[HarnessError], what: str) -> None:
+    """``model.load_state_dict(state)``; weights of another architecture (keys missing, extra
+    or of other shapes) raise ``error`` with one line naming the file and the mismatch."""
+    own = model.state_dict()
+    if not isinstance(state, Mapping):
+        raise error(f"{path}: {what} holds no weights (a {type(state).__name__})")
+    missing = [k for k in own if k not in state]
+    extra = [k for k in state if k not in own]
+    shapes = [k for k in own if k in state and tuple(getattr(state[k], "shape", ())) != tuple(own[k].shape)]
+    problems = [f"{len(keys)} {label} (e.g. {keys[0]!r})" for keys, label in
+                ((missing, "keys missing"), (extra, "unexpected keys"), (shapes, "shapes differ")) if keys]
+    if problems:
+        raise error(f"{path}: {what} does not fit the {type(model).__name__} it is loaded into "
+                    f"({'; '.join(problems)}): a checkpoint of another architecture?")
+    model.load_state_dict(state)

@@ -130,16 +130,28 @@ def command_line() -> str:
 
 
 class HarnessGroup(click.Group):
-    """Turns the harness's own user-facing errors into one line on stderr and exit code 2."""
+    """Turns the harness's own user-facing errors into one line on stderr and exit code 2: a
+    full disk or a folder that cannot be written too, naming the path. Ctrl-C is one line
+    naming where the same command resumes from, exit code 130 (the shell's for SIGINT)."""
 
     def invoke(self, ctx):
-        from harness.errors import HarnessError
+        from harness.errors import HarnessError, write_error
 
         try:
             return super().invoke(ctx)
         except (ConfigError, HarnessError, FileNotFoundError) as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
+        except OSError as exc:
+            err = write_error(exc)
+            if err is None:
+                raise
+            click.echo(f"error: {err}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt as exc:
+            where = getattr(exc, "path", None)
+            click.echo("interrupted" + (f"; run the same command to resume from {where}" if where else ""), err=True)
+            sys.exit(130)
 
 
 @click.group(cls=HarnessGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -349,8 +361,10 @@ def cache_teachers(preset, seed, fmt, store, views, teachers, data_root, dataset
     if verify_path:
         from harness.cache.store import FeatureStore
 
+        from harness.cache.teachers import teacher_store_problem
+
         with FeatureStore.open(verify_path) as st:
-            problems = st.verify()
+            problems = [p for p in (teacher_store_problem(st),) if p] + st.verify()
             if problems:
                 for line in problems:
                     click.echo(f"error: {line}", err=True)
@@ -359,25 +373,19 @@ def cache_teachers(preset, seed, fmt, store, views, teachers, data_root, dataset
         return
     from harness import pipeline
     from harness.cache.teachers import cache_teachers as run_cache
-    from harness.cache.teachers import cache_config, store_target
+    from harness.cache.teachers import cache_config, parse_teacher_options, store_target
 
-    # bad settings and a name of the other format fail before any teacher is trained
+    # bad settings, --teacher options and a name of the other format fail before any teacher is trained
     overrides = parsed_overrides(overrides, skip_bad)
     cfg = cache_config(preset, overrides, views)
     dataset, split = dataset or cfg.dataset, split or cfg.split
     overrides = {**overrides, "dataset": dataset, "split": split}
     store = store or pipeline.data_store_path(preset, dataset, split, fmt)
     store_target(preset, store, fmt)
+    ckpts = parse_teacher_options(teachers) if teachers else None
 
     root = pipeline.ensure_data(preset, data_root, dataset)
-    if teachers:
-        ckpts = {}
-        for spec in teachers:
-            if "=" not in spec:
-                raise ConfigError(f"--teacher expects NAME=CHECKPOINT, got {spec!r}")
-            name, path = spec.split("=", 1)
-            ckpts[name] = path
-    else:
+    if ckpts is None:
         ckpts = pipeline.teacher_checkpoints(preset, seed, root, dataset=dataset, split=split)
     st = run_cache(preset, ckpts, root, store=store, fmt=fmt, views=views, overrides=overrides)
     state = "complete" if st.is_complete() else "this process's chunks written; other ranks still writing"

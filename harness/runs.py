@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.determinism import keyed
-from harness.errors import HarnessError
+from harness.errors import HarnessError, resumable
 from harness.provenance import fingerprint, run_record, write_json_atomic
 
 
@@ -69,7 +69,8 @@ class RunDir:
     @contextlib.contextmanager
     def exclusive(self):
         """Hold the run folder for one training process: two processes resuming the same run
-        would interleave its checkpoints and logs. Fails at once, naming the folder."""
+        would interleave its checkpoints and logs. Fails at once, naming the folder. Ctrl-C
+        inside names this folder as where the same command resumes from."""
         self.path.mkdir(parents=True, exist_ok=True)
         with open(self.path / ".lock", "w") as fh:
             try:
@@ -77,7 +78,8 @@ class RunDir:
             except BlockingIOError:
                 raise RunBusy(f"{self.path}: another process is training this run; wait for it or stop it") from None
             try:
-                yield self
+                with resumable(self.path):
+                    yield self
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 

@@ -56,6 +56,11 @@ def teacher_fields(teachers: Iterable[str], outputs: Iterable[str] = TEACHER_OUT
     return [teacher_field(t, o) for t in teachers for o in outputs]
 
 
+def teacher_store_fields(teachers: Iterable[str]) -> list[str]:
+    """Every field a store of ``teachers`` written by ``cache-teachers`` holds."""
+    return [*STUDENT_FIELDS, *ITEM_FIELDS, *teacher_fields(teachers)]
+
+
 def prototypes_key(teacher: str) -> str:
     """The extra holding a teacher's class prototypes (mean training logit per class)."""
     return f"{_PROTOTYPES}{teacher}"

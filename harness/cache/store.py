@@ -42,7 +42,7 @@ import numpy as np
 
 from harness.atomic import atomic_path, fsync_path, write_bytes_atomic
 from harness.cache.schema import teacher_field
-from harness.errors import HarnessError
+from harness.errors import HarnessError, naming_write_errors
 
 FORMATS = ("zarr", "hdf5")
 #: Compression per backend; the defaults were chosen by the measurement in docs/CACHE.md.
@@ -61,6 +61,39 @@ class StoreError(HarnessError):
 
 class ManifestMismatch(StoreError):
     """The store on disk was made with a different manifest or layout than expected."""
+
+
+class StoreVersionError(StoreError):
+    """A store written by a harness of another layout version (or whose record is damaged)."""
+
+
+REBUILD = "delete it and rebuild it with `harness cache-teachers` (or pass another --store)"
+_LAYOUT_KEYS = ("n_items", "chunk_items", "compression", "fields", "format")
+
+
+def check_record(path: Path, record: Any) -> None:
+    """Refuse a store record this harness cannot read: another ``layout_version`` (an older
+    harness's store), or one that lacks what every store records."""
+    layout = record.get("layout") if isinstance(record, dict) else None
+    version = layout.get("layout_version") if isinstance(layout, dict) else None
+    if version != LAYOUT_VERSION:
+        shown = "unknown (none recorded)" if version is None else repr(version)
+        raise StoreVersionError(f"{path}: store layout version {shown}, this harness reads version {LAYOUT_VERSION}; "
+                                f"{REBUILD}")
+    missing = [f"layout.{k}" for k in _LAYOUT_KEYS if k not in layout]
+    missing += [k for k in ("manifest",) if not isinstance(record.get(k), dict)]
+    if missing:
+        raise StoreVersionError(f"{path}: store record (layout version {version}) lacks {', '.join(missing)}; "
+                                f"{REBUILD}")
+    try:
+        fields = [FieldSpec.from_json(f) for f in layout["fields"]]
+        sizes = int(layout["n_items"]), int(layout["chunk_items"])
+    except (KeyError, TypeError, ValueError, StoreError) as exc:
+        raise StoreVersionError(f"{path}: store record (layout version {version}) is damaged "
+                                f"({type(exc).__name__}: {exc}); {REBUILD}") from None
+    if min(sizes) <= 0 or not fields:
+        raise StoreVersionError(f"{path}: store record (layout version {version}) is damaged (n_items, chunk_items "
+                                f"{sizes}, {len(fields)} fields); {REBUILD}")
 
 
 # ---- schema ----------------------------------------------------------------------------
@@ -203,6 +236,7 @@ class FeatureStore(ABC):
     format: str = ""
 
     def __init__(self, path: Path, record: dict, mode: str):
+        check_record(path, record)
         self.path = Path(path)
         self.mode = mode
         self._record = record
@@ -273,7 +307,8 @@ class FeatureStore(ABC):
                 "manifest": _norm(dict(manifest)),
                 "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             }
-            backend._create(path, record)
+            with naming_write_errors(path):   # a creation cut short is redone on the next call
+                backend._create(path, record)
             return backend._open(path, "r+")
 
     @classmethod
@@ -288,6 +323,8 @@ class FeatureStore(ABC):
         if mode not in ("r", "r+"):
             raise StoreError(f"{path}: mode must be 'r' or 'r+', got {mode!r}")
         path = Path(path)
+        if path.suffix == ".zarr" and path.is_file():
+            raise StoreError(f"{path}: is a file, not a Zarr store folder; pass the store's folder")
         for backend in _BACKENDS.values():
             if backend.exists(path):
                 store = backend._open(path, mode)
@@ -486,7 +523,8 @@ class FeatureStore(ABC):
         if self.mode == "r":
             raise StoreError(f"{self.path}: opened read-only; open with mode='r+' to write")
         self._check_extra_name(name)
-        self._put_extra(name, np.ascontiguousarray(array))
+        with naming_write_errors(f"{self.path}/extra/{name}"):
+            self._put_extra(name, np.ascontiguousarray(array))
 
     def get_extra(self, name: str) -> np.ndarray:
         if name not in self.extras():
@@ -630,13 +668,21 @@ class ZarrStore(FeatureStore):
     def _write_chunk(self, i: int, data: dict[str, np.ndarray], checksums: dict[str, int]) -> None:
         start, stop = self.chunk_range(i)
         for name, arr in data.items():
-            self._arrays[name][start:stop] = arr
-            # zarr writes each chunk file atomically but does not fsync it; do it so the
-            # marker below never outlives the data on a power cut. An all-zero chunk is
-            # not written at all (zarr's write_empty_chunks=False): it reads back as zeros.
             chunk_file = self._chunk_files(name, i)
-            if chunk_file.exists():
-                fsync_path(chunk_file)
+            try:
+                with naming_write_errors(chunk_file):
+                    self._arrays[name][start:stop] = arr
+                    # zarr writes each chunk file atomically but does not fsync it; do it so
+                    # the marker below never outlives the data on a power cut. An all-zero
+                    # chunk is not written at all (write_empty_chunks=False): it reads as zeros.
+                    if chunk_file.exists():
+                        fsync_path(chunk_file)
+            except BaseException:
+                # zarr removes its temporary on an error but not on Ctrl-C; the chunk has no
+                # marker, so it is written again on resume
+                for partial in chunk_file.parent.glob(f"{chunk_file.name}.*.partial"):
+                    partial.unlink(missing_ok=True)
+                raise
         # the marker holds the chunk's checksums: its presence says "done", its content "what"
         write_bytes_atomic(self._marker(i), json.dumps({"checksums": checksums}, sort_keys=True).encode())
 

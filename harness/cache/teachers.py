@@ -24,16 +24,17 @@ import numpy as np
 import torch
 
 from harness import determinism
-from harness.cache.schema import prototypes_key, teacher_field
-from harness.cache.store import FeatureStore, ManifestMismatch, StoreError, suggest_chunk_items, teacher_schema
+from harness.cache.schema import prototypes_key, teacher_field, teacher_names, teacher_store_fields
+from harness.cache.store import (LAYOUT_VERSION, REBUILD, FeatureStore, ManifestMismatch, StoreError,
+                                 suggest_chunk_items, teacher_schema)
 from harness.cache.writer import write_store
-from harness.checkpoints import load_checkpoint
-from harness.config import check_bounds, check_choice, keyless_default, resolve, to_dict
+from harness.checkpoints import load_checkpoint, load_weights
+from harness.config import ConfigError, check_bounds, check_choice, keyless_default, resolve, to_dict
 from harness.data.index import VideoIndex, check_trainable, open_index
 from harness.data.transforms import View, apply_view, center_view, sample_view, to_tensor
 from harness.data.screening import SHORT_POLICIES, VideoReport, screen
 from harness.data.video import RESIZE_MODES, count_frames, evenly_spaced, read_video
-from harness.errors import HarnessError
+from harness.errors import HarnessError, resumable
 from harness.models import MODEL_PRESETS, build_model
 from harness.provenance import code_version, sha256_file
 
@@ -92,6 +93,22 @@ class Teacher:
     arch: str
 
 
+def parse_teacher_options(specs: list[str]) -> dict[str, str]:
+    """``--teacher NAME=CHECKPOINT`` options as ``{name: checkpoint}``; a malformed one, a name
+    the store cannot hold or a name given twice is a one-line error."""
+    ckpts: dict[str, str] = {}
+    for spec in specs:
+        name, eq, path = spec.partition("=")
+        if not eq:
+            raise ConfigError(f"--teacher expects NAME=CHECKPOINT, got {spec!r}")
+        if not name or "/" in name:
+            raise ConfigError(f"--teacher {spec!r}: the name must be non-empty and without '/'")
+        if name in ckpts:
+            raise ConfigError(f"--teacher {name}: given twice ({ckpts[name]} and {path}); name each teacher once")
+        ckpts[name] = path
+    return ckpts
+
+
 def load_teacher(name: str, path: str | os.PathLike, num_classes: int, preset: str) -> Teacher:
     """A fine-tuned teacher from its ``checkpoint.pt`` (written by ``harness finetune``)."""
     path = Path(path)
@@ -106,11 +123,27 @@ def load_teacher(name: str, path: str | os.PathLike, num_classes: int, preset: s
     if model_preset != preset:
         raise CacheError(f"{path}: teacher {name!r} has the {model_preset!r} model shapes, not {preset!r}")
     model = build_model(arch, num_classes, preset, **dict(ck.get("model_overrides", {})))
-    model.load_state_dict(state)
+    load_weights(model, state, path, CacheError, f"teacher {name!r} ({arch} by its 'arch' entry)")
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
     return Teacher(name, model, path, sha256_file(path), arch)
+
+
+def teacher_store_problem(st: FeatureStore) -> str | None:
+    """What a teacher store lacks of the fields ``cache-teachers`` writes (a store of an older
+    harness, or edited), as one line saying what to do; None when it holds them all."""
+    manifest = st.manifest
+    if manifest.get("kind") != "teacher-features":
+        return None
+    names = list(manifest.get("teachers") or teacher_names(f.name for f in st.fields))
+    have = {f.name for f in st.fields}
+    missing = [n for n in teacher_store_fields(names) if n not in have]
+    if not missing:
+        return None
+    return (f"{st.path}: store lacks {', '.join(missing)}, which every teacher store of layout version "
+            f"{LAYOUT_VERSION} holds (this one says version {st.record['layout']['layout_version']}: made by "
+            f"another harness, or edited); {REBUILD}")
 
 
 @dataclass
@@ -304,8 +337,9 @@ def cache_teachers(preset: str, teacher_checkpoints: dict[str, str | os.PathLike
         out["label"] = np.stack([labels[int(s)][int(v)] for s, v in zip(out["split"], out["video"])])
         return out
 
-    st = write_store(store_path, fields, len(plan.split), chunk_items, manifest, produce, format=fmt,
-                     compression=compression, progress=progress)
+    with resumable(store_path):   # Ctrl-C: finished chunks are kept, the same command writes the rest
+        st = write_store(store_path, fields, len(plan.split), chunk_items, manifest, produce, format=fmt,
+                         compression=compression, progress=progress)
     if st.is_complete():
         _write_prototypes(st, [t.name for t in teachers], len(classes))
     return st

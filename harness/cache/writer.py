@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from harness.dist import dist_env
 from harness.cache.store import DEFAULT_IGNORE_KEYS, FeatureStore, FieldSpec, HDF5Store, StoreError
+from harness.errors import naming_write_errors
 
 
 def world_from_env(rank: int | None = None, world_size: int | None = None) -> tuple[int, int]:
@@ -124,8 +125,12 @@ def claim_chunk(store: FeatureStore, i: int):
             with contextlib.suppress(OSError):
                 claim.unlink()   # stale: its process is gone
             continue
-        with os.fdopen(fd, "w") as fh:
-            fh.write(me)
+        try:
+            with naming_write_errors(claim), os.fdopen(fd, "w") as fh:
+                fh.write(me)
+        except BaseException:
+            claim.unlink(missing_ok=True)   # half a claim would block the chunk until it went stale
+            raise
         try:
             yield True
         finally:

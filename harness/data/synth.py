@@ -42,7 +42,7 @@ import numpy as np
 
 from harness.config import to_dict
 from harness.data.video import write_video
-from harness.errors import HarnessError
+from harness.errors import HarnessError, naming_write_errors
 from harness.provenance import code_version, fingerprint, write_json_atomic
 
 #: Bumped whenever the rendering changes, so fingerprints of old datasets stop matching.
@@ -538,7 +538,8 @@ def generate(root: str | os.PathLike, cfg: SynthConfig, seed: int = 0, progress:
     tmp.mkdir()
     t0 = time.perf_counter()
     try:
-        _write_all(tmp, cfg, seed, progress)
+        with naming_write_errors(root):   # a full disk mid-way names the set being written
+            _write_all(tmp, cfg, seed, progress)
         meta = {
             "generator": "harness.data.synth", "generator_version": GENERATOR_VERSION,
             "config": to_dict(cfg), "seed": int(seed), "fingerprint": dataset_fingerprint(cfg, seed),

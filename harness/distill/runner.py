@@ -30,6 +30,8 @@ from torch import nn
 from harness.cache import schema
 from harness.cache.reader import StreamingReader
 from harness.cache.store import FeatureStore
+from harness.cache.teachers import teacher_store_problem
+from harness.checkpoints import save_atomic
 from harness.config import apply_overrides, check_bounds, check_choice, resolve, to_dict
 from harness.data.frames import evaluate, save_predictions, video_level_predict
 from harness.data.transforms import apply_views_torch
@@ -173,6 +175,9 @@ def distill(method: str, preset: str = "tiny", seed: int = 0, store: str | os.Pa
     cfg = _resolve_config(preset, overrides)
     store_path = Path(store) if store is not None else Path("cache") / f"{preset}.zarr"
     st = FeatureStore.open(store_path)
+    problem = teacher_store_problem(st)   # a field missing would fail later, with less to go on
+    if problem:
+        raise DistillError(problem)
     if not st.is_complete():
         raise DistillError(f"{store_path}: the feature store is incomplete; run `harness cache-teachers` to finish it")
     manifest = st.manifest
@@ -326,7 +331,7 @@ def _train(job: _Job, progress: bool, stop_after_epoch: int | None) -> None:
     if job.rank == 0:
         result = _evaluate(s, job, device, size, amp)
         save_predictions(run.path, *result.pop("_predictions"))
-        torch.save(s.model.student.state_dict(), run.path / "student.pt")
+        save_atomic(s.model.student.state_dict(), run.path / "student.pt")
         run.finish({"method": method, "label": METHODS[method].label, "preset": job.preset, "seed": job.seed,
                     "label_noise": job.label_noise,
                     "metric": result["metric"], "value": result["value"], "test": result,

@@ -35,7 +35,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from harness.checkpoints import load_verified
+from harness.checkpoints import load_verified, load_weights
 from harness.config import to_dict
 from harness.finetune.config import (ARCH_PRESETS, FINETUNE_PRESETS, INITS, FinetuneConfig, FinetuneError,
                                      chance_level, finetune_config, resolve_data_root)
@@ -183,5 +183,6 @@ def load_finetuned(path: str | os.PathLike, verify: bool = True):
     path = Path(path)
     ckpt = load_verified(path, FinetuneError, "fine-tuned checkpoint", "state_dict", ("arch", "num_classes"), verify)
     model = build_model(ckpt["arch"], ckpt["num_classes"], ckpt["model_preset"])
-    model.load_state_dict(ckpt["state_dict"])
+    load_weights(model, ckpt["state_dict"], path, FinetuneError,
+                 f"fine-tuned checkpoint ({ckpt['arch']} by its 'arch' entry)")
     return model.eval(), ckpt

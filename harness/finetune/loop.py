@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from harness.checkpoints import load_verified, save_atomic, weights_sha256
+from harness.errors import resumable
 from harness.finetune.config import FinetuneConfig, FinetuneError, chance_level, finetune_config
 from harness.finetune.data import _batches, _frame_dataset, screened_index
 from harness.provenance import code_version, fingerprint, sha256_file
@@ -293,8 +294,9 @@ def _run_training(run, arch, init, preset, seed, cfg_dict, cfg, train_index, tes
     train_ds = _frame_dataset(train_index, cfg, True, model.input_size, clip_length, seed)
     test_ds = _frame_dataset(test_index, cfg, False, model.input_size, clip_length, seed)
     decode_s = time.perf_counter() - t0
-    result = _train(run, model, train_ds, test_ds, cfg, fingerprint(cfg_dict), seed, device, train_index.multilabel,
-                    f"{run.path.name[:40]}", progress, on_epoch_end)
+    with resumable(run.path):
+        result = _train(run, model, train_ds, test_ds, cfg, fingerprint(cfg_dict), seed, device,
+                        train_index.multilabel, f"{run.path.name[:40]}", progress, on_epoch_end)
     meta = {"arch": arch, "preset": preset, "model_preset": model_preset, "init": init, "init_summary": init_summary,
             "clip_length": clip_length, "epochs": cfg.epochs, "train_videos": len(train_index),
             "test_videos": len(test_index), "train_items_per_epoch": len(train_ds), "test_items": len(test_ds),

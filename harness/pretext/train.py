@@ -29,7 +29,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from harness.checkpoints import load_verified, save_atomic, weights_sha256
+from harness.checkpoints import load_verified, load_weights, save_atomic, weights_sha256
 from harness.config import ConfigError, check_bounds, check_choice, keyless_default, resolve, to_dict
 from harness.data.index import open_index
 from harness.data.screening import SHORT_POLICIES, VideoReport, screen
@@ -345,7 +345,8 @@ def load_backbone(path: str | os.PathLike, num_classes: int | None = None, verif
     path = Path(path)
     ckpt = load_verified(path, PretrainError, "pretraining checkpoint", "backbone", ("arch",), verify)
     model = build_model(ckpt["arch"], 1, ckpt.get("model_preset", ckpt["preset"]))
-    model.load_state_dict(ckpt["backbone"])
+    load_weights(model, ckpt["backbone"], path, PretrainError,
+                 f"pretraining checkpoint ({ckpt['arch']} by its 'arch' entry)")
     if num_classes is not None:
         model.reset_classifier(num_classes)
     return model, ckpt

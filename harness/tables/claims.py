@@ -268,6 +268,7 @@ def render_claims(results: list[dict], paper: dict[int, dict], dataset_label: st
     claims that could not be judged, listed with the reason."""
     from pathlib import Path
 
+    from harness.atomic import write_text_atomic
     from harness.provenance import code_version, write_json_atomic
     from harness.tables.render import latex_escape, write_latex
 
@@ -320,7 +321,7 @@ def render_claims(results: list[dict], paper: dict[int, dict], dataset_label: st
     ])
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "claims.md").write_text(md + "\n")
+    write_text_atomic(out_dir / "claims.md", md + "\n")
     write_latex(out_dir / "claims.tex", ["Claim", "Source", "Ours: difference (95% interval)", "SE", "Verdict",
                                          "Paper (UCF101)"], tex_rows,
                 latex_escape(f"The paper's claims tested on our runs ({dataset_label}): paired bootstrap over test "

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.atomic import atomic_file, write_text_atomic
+
 
 def _plt():
     import matplotlib
@@ -31,9 +33,11 @@ def _save(fig, out_dir: Path, name: str, runs: list[str], caption: str) -> list[
     for ext in ("png", "pdf"):
         path = out_dir / f"{name}.{ext}"
         # no timestamp in the PDF, so an unchanged figure is byte-identical when redrawn
-        fig.savefig(path, dpi=150, bbox_inches="tight", metadata={"CreationDate": None} if ext == "pdf" else None)
+        with atomic_file(path) as fh:
+            fig.savefig(fh, format=ext, dpi=150, bbox_inches="tight",
+                        metadata={"CreationDate": None} if ext == "pdf" else None)
         paths.append(path)
-    (out_dir / f"{name}.txt").write_text(caption + "\n\nRuns:\n" + "".join(f"- {r}\n" for r in runs))
+    write_text_atomic(out_dir / f"{name}.txt", caption + "\n\nRuns:\n" + "".join(f"- {r}\n" for r in runs))
     _plt().close(fig)
     return paths
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from harness.atomic import atomic_file, write_text_atomic
 from harness.provenance import code_version, write_json_atomic
 from harness.tables.claims import N_BOOT, cells_from_runs, paired_difference
 from harness.tables.render import run_machines, seed_stats, write_latex
@@ -68,8 +69,8 @@ def render_label_noise(runs: dict[tuple[str, float], list], labels: dict[str, st
     ])
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "label_noise.md").write_text(md + "\n")
-    with open(out_dir / "label_noise.csv", "w", newline="") as fh:
+    write_text_atomic(out_dir / "label_noise.md", md + "\n")
+    with atomic_file(out_dir / "label_noise.csv", "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["method", "rate", "mean", "std", "n_seeds"])
         for (m, r), v in values.items():

@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.atomic import atomic_file, write_text_atomic
 from harness.provenance import code_version, machine_summary, write_json_atomic
 
 PAPER_DIR = Path(__file__).resolve().parent
@@ -101,7 +102,7 @@ def write_latex(path: Path, header: list[str], rows: list[list[str]], caption: s
              " & ".join(latex_escape(h) for h in header) + r" \\", r"\midrule",
              *(" & ".join(latex_escape(c) for c in row) + r" \\" for row in rows),
              r"\bottomrule", r"\end{tabular}", f"\\caption{{{caption}}}", r"\end{table}"]
-    Path(path).write_text("\n".join(lines) + "\n")
+    write_text_atomic(path, "\n".join(lines) + "\n")
 
 
 def _ours_cell(row: MeasuredRow, std: float | None) -> str:
@@ -153,8 +154,8 @@ def render(table: int, rows: list[MeasuredRow], dataset_label: str, command: str
         f"Machine{'s' if len(machines) > 1 else ''} that computed the runs: {'; '.join(machines)}.",
     ])
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / f"table{table}.md").write_text(md + "\n")
-    with open(out_dir / f"table{table}.csv", "w", newline="") as fh:
+    write_text_atomic(out_dir / f"table{table}.md", md + "\n")
+    with atomic_file(out_dir / f"table{table}.csv", "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["key", "label", "ours", "ours_std", "n_seeds", "metric", *(f"paper_{d}" for d in PAPER_DATASETS)])
         for r in records:

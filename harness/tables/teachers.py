@@ -13,6 +13,7 @@ import json
 import os
 from pathlib import Path
 
+from harness.atomic import write_text_atomic
 from harness.provenance import code_version, processor_name, write_json_atomic
 
 # The tiny preset's target for pretraining + fine-tuning the four teachers on 2 CPU cores
@@ -53,7 +54,7 @@ def render_teachers(made: dict, preset: str, seed: int = 0, command: str = "", o
     md = _render(rows, summary, preset, command, version)
     out_dir = out_dir or GENERATED / preset
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "teachers.md").write_text(md + "\n")
+    write_text_atomic(out_dir / "teachers.md", md + "\n")
     _write_csv_and_latex(rows, preset, command, version, out_dir)
     write_json_atomic(out_dir / "teachers.json", {"preset": preset, "seed": seed, "command": command,
                                                    "code_version": version, "rows": rows, **summary})
@@ -69,7 +70,9 @@ def _write_csv_and_latex(rows: list[dict], preset: str, command: str, version: s
     table = [[r["task"], r["arch"], r["pretext"]["name"], f"{r['pretext']['value']:.4g}",
               f"{r['pretext']['chance']:.4g}", f"{100 * r['value']:.1f}", f"{r['pretrain_seconds']:.1f}",
               f"{r['finetune_seconds']:.1f}"] for r in rows]
-    with open(out_dir / "teachers.csv", "w", newline="") as fh:
+    from harness.atomic import atomic_file
+
+    with atomic_file(out_dir / "teachers.csv", "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(header)
         writer.writerows(table)
