@@ -14,9 +14,14 @@ CSV_COLUMNS = ("shapes", "model", "arch", "input", "params", "gflops_per_frame",
                "frames_per_s", "batch", "rounds")
 
 
+def _rate(v: float) -> str:
+    """frames/s with three significant digits however slow (paper PredNet: ~0.05 on a CPU)."""
+    return f"{v:,.0f}" if v >= 100 else f"{v:.3g}"
+
+
 def _row_line(r: dict) -> str:
     return (f"| {r['shapes']} | {r['model']} | {r['arch']} | {r['input']} | {r['params'] / 1e6:.2f} M | "
-            f"{r['gflops_per_frame']:.3f} | {r['gflops_per_prediction']:.3f} | {r['frames_per_s']:,.1f} |")
+            f"{r['gflops_per_frame']:.3f} | {r['gflops_per_prediction']:.3f} | {_rate(r['frames_per_s'])} |")
 
 
 def _ratio_line(q: dict) -> str:
