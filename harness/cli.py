@@ -519,6 +519,23 @@ def report_cmd(skip, **options):
     click.echo(report.make_report(_request(**options, volumes=True), tuple(skip)))
 
 
+@main.command()
+@preset_option
+@click.option("--device", type=click.Choice(("auto", "cpu", "cuda")), default="auto", show_default=True,
+              help="Where the models run (named in the table).")
+def speed(preset, device):
+    """The speed table: parameters, FLOPs per frame and inference frames/s of each teacher, of the
+    four together and of the student (tiny: at the tiny and the paper shapes).
+
+    Writes tables/generated/<preset>/speed.{md,csv,json}.
+    """
+    from harness.speed import speed_table
+    from harness.tables.speed import render_speed
+    from harness.tables.tables import GENERATED
+
+    click.echo(render_speed(speed_table(preset, device), command_line(), GENERATED / preset))
+
+
 @main.command(context_settings={"ignore_unknown_options": True})
 @click.argument("pytest_args", nargs=-1, type=click.UNPROCESSED)
 def bench(pytest_args):

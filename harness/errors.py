@@ -46,11 +46,17 @@ def write_error(exc: OSError, path: str | os.PathLike | None = None) -> WriteErr
         fix = f"make {folder} writable" if folder is not None else "make the folder writable"
         return WriteError(f"{where}{reason}; {fix} or choose another path")
     if exc.errno in NOT_A_FOLDER and path is not None:
-        blocker = _file_in_the_way(Path(path))
-        if blocker is not None:   # EEXIST for other reasons (a name taken) is no path problem
-            what = "is a file" if blocker == Path(path) else f"lies under {blocker}, a file"
-            return WriteError(f"{path}: {what}, not a folder; choose another path")
+        return not_a_folder_error(Path(path))   # None: EEXIST for other reasons (a name taken)
     return None
+
+
+def not_a_folder_error(path: Path) -> WriteError | None:
+    """The one-line error when ``path`` or one of its parents is a file, else None."""
+    blocker = _file_in_the_way(path)
+    if blocker is None:
+        return None
+    what = "is a file" if blocker == path else f"lies under {blocker}, a file"
+    return WriteError(f"{path}: {what}, not a folder; choose another path")
 
 
 def _file_in_the_way(path: Path) -> Path | None:

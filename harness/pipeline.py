@@ -42,7 +42,7 @@ def data_store_path(preset: str, dataset: str = "synth", split: int = 1, fmt: st
     path = default_store_path(preset, fmt)
     if dataset == "synth" and int(split) == 1:
         return path
-    return path.with_name(f"{preset}-{dataset}-split{int(split)}{path.suffix}")
+    return path.with_name(f"{path.stem}-{dataset}-split{int(split)}{path.suffix}")
 
 
 def _cache_overrides(dataset: str, split: int) -> dict | None:

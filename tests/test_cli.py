@@ -4,7 +4,7 @@ from click.testing import CliRunner
 from harness.cli import main
 
 COMMANDS = [["data", "synth"], ["pretrain"], ["finetune"], ["teachers"], ["cache-teachers"], ["distill"],
-            ["ablation"], ["table1"], ["table2"], ["bench"]]
+            ["ablation"], ["table1"], ["table2"], ["speed"], ["bench"]]
 
 
 @pytest.mark.parametrize("cmd", COMMANDS, ids=lambda c: " ".join(c))

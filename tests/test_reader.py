@@ -180,3 +180,16 @@ def test_bad_arguments(store):
         StreamingReader(store, rank=2, world_size=2)
     with pytest.raises(StoreError, match="no field 'nope'"):
         StreamingReader(store, fields=["nope"])
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_all_finite_agrees_with_isfinite_on_every_special_value(dtype):
+    from harness.cache.reader import all_finite
+
+    info = np.finfo(dtype)
+    finite = np.array([0.0, -0.0, info.max, -info.max, info.tiny, info.smallest_subnormal, 1.5], dtype)
+    assert all_finite(finite) and all_finite(finite.reshape(7, 1)[::2])   # non-contiguous too
+    for bad in (np.inf, -np.inf, np.nan):
+        arr = np.broadcast_to(finite, (3, 7)).copy()
+        arr[2, 4] = bad
+        assert not all_finite(arr) and not np.isfinite(arr).all()

@@ -34,7 +34,7 @@ from harness.data.index import VideoIndex, check_trainable, open_index
 from harness.data.transforms import View, apply_view, center_view, sample_view, to_tensor
 from harness.data.screening import SHORT_POLICIES, VideoReport, screen
 from harness.data.video import RESIZE_MODES, count_frames, evenly_spaced, read_video
-from harness.errors import HarnessError, resumable
+from harness.errors import HarnessError, not_a_folder_error, resumable
 from harness.models import MODEL_PRESETS, build_model
 from harness.provenance import code_version, sha256_file
 
@@ -272,6 +272,9 @@ def store_target(preset: str, store: str | os.PathLike | None, fmt: str) -> Path
     if named is not None and named != fmt:
         raise CacheError(f"{path}: the name says {named} but --format is {fmt}; rename the store or pass "
                          f"--format {named}")
+    blocked = not_a_folder_error(path.parent)   # before any video is screened or teacher run
+    if blocked is not None:
+        raise blocked
     return path
 
 

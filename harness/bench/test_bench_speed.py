@@ -1,0 +1,319 @@
+"""Whether distilling from the cache pays off: the speed figures, each a ratio of two arms
+measured side by side (interleaved rounds) in one run, judged against its target and
+collected in the summary printed at the end (and written to .benchmarks/summary.md).
+
+    pytest benchmarks/test_bench_speed.py --benchmark-only
+
+Tiny shapes throughout; the paper's shapes (224 px, VGG-19 and PredNet teachers, AlexNet
+student, conv4 256 x 13 x 13) at batch 1 for the figures CPU allows (1, 2 and 6). Stores are
+written by the store's writer with random contents (docs/SPEED.md).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+import speed_setup as S  # noqa: E402
+
+from harness.cache import schema  # noqa: E402
+from harness.cache.reader import all_finite  # noqa: E402
+from harness.cache.store import chunk_checksum, teacher_schema  # noqa: E402
+from harness.cache.teachers import CACHE_PRESETS, ItemPlan, Teacher, TeacherRunner  # noqa: E402
+from harness.cache.writer import write_store  # noqa: E402
+from harness.distill.runner import distill, teacher_names  # noqa: E402
+from harness.models import build_model  # noqa: E402
+from harness.speed import SETTINGS, STUDENT, TEACHERS_TOGETHER, measure_shapes, student_ratios  # noqa: E402
+
+TINY_ITEMS, TINY_TRAIN, TINY_CHUNK = 640, 512, 64   # tiny shapes, 10 chunks, 16 batches of 32 per epoch
+BATCH = 32
+FIG8_STEPS = 8
+
+
+def _record(summary, benchmark, figure, what, ratio, target=None, detail=""):
+    """``target``: (comparison, bound), e.g. (">=", 10); None only reports."""
+    verdict = "reported"
+    if target is not None:
+        op, bound = target
+        verdict = "pass" if (ratio >= bound if op == ">=" else ratio <= bound) else "miss"
+    row = {"figure": figure, "what": what, "ratio": float(ratio),
+           "target": f"{target[0]} {target[1]:g}" if target else "", "verdict": verdict, "detail": detail}
+    summary.append(row)
+    benchmark.extra_info[f"fig{figure}: {what}"] = row
+
+
+def _bench_rounds(benchmark, arms, rounds, warmup=1):
+    """Interleaved rounds of ``arms`` inside pytest-benchmark (its stats: one whole round)."""
+    seconds = {k: [] for k in arms}
+    S.interleaved(arms, 0, warmup)
+
+    def one_round():
+        for k, v in S.interleaved(arms, 1, 0).items():
+            seconds[k] += v
+
+    benchmark.pedantic(one_round, rounds=rounds, iterations=1)
+    benchmark.extra_info["seconds"] = seconds
+    return {k: S.median(v) for k, v in seconds.items()}
+
+
+def _warm_up(store, preset):
+    """Two steps of a throwaway G_l+G_r student: the first-call costs (kernel set-up, the EM
+    solver's) that a whole warm-up round would pay for the arms that cannot afford one."""
+    ctx = S.method_context(store, preset)
+    _epoch(store, S.Trainee("gl+gr", ctx, preset, 99), preset, steps=2)
+
+
+@pytest.fixture(scope="module")
+def tiny_store(tmp_path_factory):
+    return S.write_random_store(tmp_path_factory.mktemp("speed") / "tiny.zarr", "tiny", TINY_ITEMS, TINY_TRAIN,
+                                TINY_CHUNK)
+
+
+# ---- 1. an epoch from the store vs the same epoch with the teachers run online -------------
+
+
+def _epoch(store, trainee, preset, online: S.OnlineTeachers | None = None, seed=0, steps=None):
+    """One training epoch of ``trainee`` (its first ``steps`` batches if given): teacher outputs
+    from the store, or computed online from the batch's frames (then the reader streams only
+    the student's fields)."""
+    names = teacher_names(store)
+    fields = list(schema.STUDENT_FIELDS) if online else S.reader_fields("gl+gr", store)
+    for b in itertools.islice(S.train_reader(store, fields, BATCH, seed), steps):
+        x, tb = (S.student_input(b, preset), online(b)) if online else S.student_batch(b, preset, names)
+        trainee.step(x, tb)
+
+
+def test_fig1_store_epoch_vs_teachers_online_tiny(benchmark, tiny_store, speed_summary):
+    ctx = S.method_context(tiny_store, "tiny")
+    stored, online = S.Trainee("gl+gr", ctx, "tiny", 0), S.Trainee("gl+gr", ctx, "tiny", 0)
+    teachers = S.OnlineTeachers("tiny")
+    # no warm-up round (an online epoch is the slowest arm of the suite): a short warm-up, and
+    # the store arm runs first, so what is left of first-call costs makes the ratio err low
+    _warm_up(tiny_store, "tiny")
+    teachers.outputs(torch.zeros(2, 3, 64, 64))
+    t = _bench_rounds(benchmark, {"store": lambda: _epoch(tiny_store, stored, "tiny"),
+                                  "online": lambda: _epoch(tiny_store, online, "tiny", teachers)}, rounds=1, warmup=0)
+    _record(speed_summary, benchmark, 1, "epoch, teachers online / from the store (tiny)", t["online"] / t["store"],
+            detail=f"G_l+G_r, {TINY_TRAIN} items, batch {BATCH}: store {t['store']:.2f} s, online {t['online']:.2f} s")
+
+
+def test_fig1_2_6_paper_shapes(benchmark, tmp_path, speed_summary):
+    """Paper shapes at batch 1: a store step vs the same step with the teachers online (fig. 1),
+    a G_l+G_r step vs a cross-entropy step (fig. 2), student vs teachers inference (fig. 6).
+
+    The online step is the store step plus the four teachers' forward on the batch, both timed
+    in the same round (running the teachers twice per round would double the suite's longest
+    arm); it leaves out cropping the views for the teachers, so it errs low."""
+    store = S.write_random_store(tmp_path / "paper.zarr", "paper", 4, 4, 2)
+    ctx = S.method_context(store, "paper")
+    gl_gr, ce = S.Trainee("gl+gr", ctx, "paper", 0), S.Trainee("student", ctx, "paper", 0)
+    teachers = S.OnlineTeachers("paper")
+    student = build_model("alexnet", S.NUM_CLASSES["paper"], "paper").eval()
+    reader = S.train_reader(store, S.reader_fields("gl+gr", store), 1)
+    names = teacher_names(store)
+    x, tb = S.student_batch(next(iter(reader)), "paper", names)
+    t = _bench_rounds(benchmark, {
+        "store step": lambda: gl_gr.step(*S.student_batch(next(iter(reader)), "paper", names)),
+        "ce step": lambda: ce.step(x, tb),
+        "teachers forward": lambda: teachers.outputs(x),
+        "student forward": lambda: torch.no_grad()(student.forward_features)(x),
+    }, rounds=1)
+    online = t["store step"] + t["teachers forward"]
+    _record(speed_summary, benchmark, 1, "step, teachers online / from the store (paper, batch 1)",
+            online / t["store step"], (">=", 10), f"store {t['store step']:.3f} s, online {online:.2f} s per item")
+    _record(speed_summary, benchmark, 2, "G_l+G_r step / cross-entropy step (paper, batch 1)",
+            t["store step"] / t["ce step"], ("<=", 1.5), f"{t['store step'] * 1e3:.0f} vs {t['ce step'] * 1e3:.0f} ms")
+    _record(speed_summary, benchmark, 6, "student frames/s / four teachers' (paper, batch 1)",
+            t["teachers forward"] / t["student forward"],
+            detail=f"student {1 / t['student forward']:.1f} frames/s, four teachers {1 / t['teachers forward']:.3f}")
+
+
+# ---- 2. a G_l+G_r step vs a plain cross-entropy step on the same batch ------------------------
+
+
+def test_fig2_gl_gr_step_vs_cross_entropy_tiny(benchmark, tiny_store, speed_summary):
+    ctx = S.method_context(tiny_store, "tiny")
+    b = next(iter(S.train_reader(tiny_store, S.reader_fields("gl+gr", tiny_store), BATCH)))
+    x, tb = S.student_batch(b, "tiny", teacher_names(tiny_store))
+    # G_l alone and G_r alone beside them: where the extra time goes
+    trainees = {m: S.Trainee(m, ctx, "tiny", 0) for m in ("gl+gr", "student", "gl", "gr")}
+    t = _bench_rounds(benchmark, {m: (lambda tr=tr: tr.step(x, tb)) for m, tr in trainees.items()}, rounds=10, warmup=2)
+    _record(speed_summary, benchmark, 2, "G_l+G_r step / cross-entropy step (tiny, batch 32)", t["gl+gr"] / t["student"],
+            ("<=", 1.5), f"{t['gl+gr'] * 1e3:.1f} vs {t['student'] * 1e3:.1f} ms; G_l alone {t['gl'] * 1e3:.1f}, "
+                         f"G_r alone {t['gr'] * 1e3:.1f} ms")
+
+
+# ---- 3. the runner's wait for the reader, from its own metrics -------------------------------
+
+
+def test_fig3_reader_wait_share_in_the_runner(benchmark, tiny_store, tmp_path, speed_summary):
+    runs = tmp_path / "runs"
+
+    def run():
+        distill("gl+gr", "tiny", store=tiny_store.path, overrides={"epochs": 2}, runs_root=runs, progress=False)
+
+    benchmark.pedantic(run, rounds=1, iterations=1)
+    rows = [json.loads(line) for p in runs.rglob("metrics.jsonl") for line in p.read_text().splitlines()]
+    share = max(r["time/reader_wait_share"] for r in rows)
+    _record(speed_summary, benchmark, 3, "reader wait / epoch time in the runner (tiny, worst epoch)", share,
+            ("<=", 0.05), ", ".join(f"epoch {r['epoch']}: {100 * r['time/reader_wait_share']:.1f}%" for r in rows))
+
+
+# ---- 4. the reader against a plain sequential read of the same chunk files -------------------
+
+
+def _sequential_read(store, fields):
+    """The ceiling: every chunk of every field decoded in file order, nothing else."""
+    return sum(store._read(f, slice(*store.chunk_range(i))).nbytes for i in range(store.n_chunks) for f in fields)
+
+
+def _reader_pass(store, fields):
+    """One shuffled epoch of every item, as the runner's reader delivers it; the bytes delivered."""
+    reader = S.StreamingReader(store, fields, BATCH, seed=0, shuffle_buffer=4, prefetch=2)
+    return sum(v.numel() * v.element_size() for batch in reader for v in batch.values())
+
+
+def test_fig4_reader_vs_sequential_read(benchmark, tiny_store, speed_summary):
+    fields = S.reader_fields("gl+gr", tiny_store)
+    t = _bench_rounds(benchmark, {"reader": lambda: _reader_pass(tiny_store, fields),
+                                  "sequential": lambda: _sequential_read(tiny_store, fields)}, rounds=5)
+    nbytes = _sequential_read(tiny_store, fields)
+    chunks = [tiny_store.read_chunk(i, fields, verify=False) for i in range(tiny_store.n_chunks)]
+    floats = [a for c in chunks for a in c.values() if a.dtype.kind == "f"]
+    checks = S.interleaved({"crc32": lambda: [chunk_checksum(a) for c in chunks for a in c.values()],
+                            "all_finite": lambda: [all_finite(a) for a in floats],
+                            "np.isfinite": lambda: [np.isfinite(a).all() for a in floats]}, rounds=5)
+    share = {k: f"{100 * S.median(v) / t['reader']:.0f}%" for k, v in checks.items()}
+    _record(speed_summary, benchmark, 4, "reader MB/s / sequential read MB/s (tiny, warm cache)",
+            t["sequential"] / t["reader"], (">=", 0.8),
+            f"reader {nbytes / t['reader'] / 1e6:.0f} MB/s, sequential {nbytes / t['sequential'] / 1e6:.0f} MB/s; "
+            f"share of the reader's time: crc32 {share['crc32']}, finite check {share['all_finite']} "
+            f"(np.isfinite would take {share['np.isfinite']})")
+
+
+# ---- 5. cache-teachers: writing vs the teachers' forward alone --------------------------------
+
+
+class _SyntheticVideos(TeacherRunner):
+    """cache-teachers' chunk producer (views, crops, teachers, pooling) on generated videos."""
+
+    def _decode(self, split_code, video):
+        return np.random.default_rng(video).integers(0, 256, (8, *self.cfg.frame_size, 3), dtype=np.uint8)
+
+
+def test_fig5_cache_write_overhead(benchmark, tmp_path, speed_summary):
+    n, chunk = 64, 32
+    cfg = CACHE_PRESETS["tiny"]
+    teachers = [Teacher(name, m, Path("random"), "", m.arch) for name, m in S.teacher_models("tiny").items()]
+    plan = ItemPlan(np.zeros(n, np.uint8), np.arange(n) // 8, np.arange(n) % 8, np.full(n, 8))
+    hw = build_model("alexnet", 10, "tiny").conv4_shape()[1:]
+    runner = _SyntheticVideos(teachers, {}, plan, cfg, "tiny", chunk, hw, torch.device("cpu"))
+    fields = teacher_schema(cfg.frame_size, cfg.views, {t.name: (t.model.conv4_shape()[0], *hw) for t in teachers}, 10)
+
+    def produce(i):
+        return {**runner(i), "label": np.zeros(min(chunk, n - i * chunk), np.int64)}
+
+    written = []
+
+    def write():
+        path = tmp_path / f"s{len(written)}.zarr"
+        written.append(write_store(path, fields, n, chunk, {"bench": True}, produce, progress=False))
+
+    t = _bench_rounds(benchmark, {"forward": lambda: [produce(i) for i in range(n // chunk)], "write": write},
+                      rounds=2, warmup=0)
+    raw = sum(written[-1].raw_bytes().values())
+    _record(speed_summary, benchmark, 5, "cache-teachers write / teachers' forward alone (tiny)",
+            t["write"] / t["forward"], ("<=", 1.10),
+            f"{n / t['write']:.1f} frames/s, {raw / t['write'] / 1e6:.2f} MB/s written ({cfg.views} views)")
+
+
+# ---- 6. the student vs the four teachers ------------------------------------------------------
+
+
+def test_fig6_student_vs_teachers_tiny(benchmark, speed_summary):
+    rows = benchmark.pedantic(measure_shapes, args=("tiny", SETTINGS["tiny"], torch.device("cpu")), rounds=1)
+    q = student_ratios(rows)
+    by = {r["model"]: r for r in rows}
+    _record(speed_summary, benchmark, 6, "student frames/s / four teachers' (tiny)", q["frames_per_s"],
+            detail=f"student {by[STUDENT]['frames_per_s']:.0f} frames/s, four teachers "
+                   f"{by[TEACHERS_TOGETHER]['frames_per_s']:.0f}")
+    _record(speed_summary, benchmark, 6, "teachers' parameters / student's (tiny)", q["params"],
+            detail=f"FLOPs per prediction: teachers / student {q['gflops_per_prediction']:.1f}")
+
+
+# ---- 7. peak memory of a training epoch at two store sizes ------------------------------------
+
+# The child's own peak: VmHWM belongs to its address space, made new at exec (ru_maxrss of a
+# child on Linux keeps the forking parent's peak, here the whole benchmark session's).
+_RSS_SCRIPT = """
+import re, sys
+from pathlib import Path
+from harness.distill.runner import distill
+distill("gl+gr", "tiny", store=sys.argv[1], overrides={"epochs": 1, "shuffle_buffer": 4},
+        runs_root=Path(sys.argv[2]), progress=False)
+print(int(re.search(r"VmHWM:\\s+(\\d+) kB", Path("/proc/self/status").read_text()).group(1)) * 1024)
+"""
+
+
+def _peak_rss(store: Path, runs: Path) -> int:
+    out = subprocess.run([sys.executable, "-c", _RSS_SCRIPT, str(store), str(runs)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return int(out.stdout.split()[-1])
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="the peak is read from /proc (Linux)")
+def test_fig7_peak_rss_flat_in_store_size(benchmark, tmp_path, speed_summary):
+    # chunks of 64 items; the reader holds at most shuffle_buffer + prefetch + 1 = 7 of them
+    small = S.write_random_store(tmp_path / "small.zarr", "tiny", 320, 256, 64)
+    large = S.write_random_store(tmp_path / "large.zarr", "tiny", 1280, 1216, 64)
+    peaks = {}
+
+    def both():
+        for name, st in (("small", small), ("large", large)):
+            peaks[name] = _peak_rss(st.path, tmp_path / f"runs-{name}-{time.time_ns()}")
+
+    benchmark.pedantic(both, rounds=1, iterations=1)
+    sizes = {n: sum(st.raw_bytes().values()) / 1e6 for n, st in (("small", small), ("large", large))}
+    _record(speed_summary, benchmark, 7, "peak RSS, 4x store / 1x store (tiny, one epoch)",
+            peaks["large"] / peaks["small"], ("<=", 1.10),
+            f"{peaks['small'] / 1e6:.0f} MB at {sizes['small']:.0f} MB of store, "
+            f"{peaks['large'] / 1e6:.0f} MB at {sizes['large']:.0f} MB")
+
+
+# ---- 8. three seeds in one pass over the store vs three separate runs -------------------------
+
+
+def test_fig8_three_seeds_one_pass(benchmark, tiny_store, speed_summary):
+    ctx = S.method_context(tiny_store, "tiny")
+    names, fields = teacher_names(tiny_store), S.reader_fields("gl+gr", tiny_store)
+    separate = [S.Trainee("gl+gr", ctx, "tiny", seed) for seed in range(3)]
+    shared = [S.Trainee("gl+gr", ctx, "tiny", seed) for seed in range(3)]
+
+    def one_pass():
+        for b in itertools.islice(S.train_reader(tiny_store, fields, BATCH), FIG8_STEPS):
+            x, tb = S.student_batch(b, "tiny", names)
+            for trainee in shared:
+                trainee.step(x, tb)
+
+    def three_runs():
+        for seed, trainee in enumerate(separate):
+            _epoch(tiny_store, trainee, "tiny", seed=seed, steps=FIG8_STEPS)
+
+    # no warm-up round (it would double the cost): a short warm-up, and the one-pass arm runs
+    # first, so what is left of first-call costs makes the ratio err low
+    _warm_up(tiny_store, "tiny")
+    t = _bench_rounds(benchmark, {"one pass": one_pass, "three runs": three_runs}, rounds=1, warmup=0)
+    _record(speed_summary, benchmark, 8, "3 separate runs / 3 seeds in one pass (tiny, time per seed)",
+            t["three runs"] / t["one pass"], (">=", 1.3),
+            f"G_l+G_r, {FIG8_STEPS} batches of {BATCH}, per seed: one pass {t['one pass'] / 3:.2f} s, "
+            f"separate {t['three runs'] / 3:.2f} s")
+
