@@ -513,9 +513,9 @@ def figures(**options):
               help="An artifact to leave out (repeatable), e.g. --skip label-noise.")
 @pretrained_weights_option
 def report_cmd(skip, **options):
-    """The whole reproduction: teachers, Tables 1 and 2, the claims, the figures and the
-    weak-supervision table, each run or reused, then tables/generated/<preset>/REPORT.md
-    (what was made, the claims' verdicts, where the time went)."""
+    """The whole reproduction: teachers, Tables 1 and 2, Fig. 4b's runs, the claims, the figures,
+    the weak-supervision table and the speed table, each run or reused, then
+    tables/generated/<preset>/REPORT.md (what was made, the claims' verdicts, where the time went)."""
     click.echo(report.make_report(_request(**options, volumes=True), tuple(skip)))
 
 

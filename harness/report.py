@@ -197,6 +197,13 @@ def teachers(req: Request) -> str:
     return render_teachers(made, req.preset, req.seeds[0], command=req.command)
 
 
+def speed(req: Request) -> str:
+    from harness.speed import speed_table
+    from harness.tables.speed import render_speed
+
+    return render_speed(speed_table(req.preset), req.command, req.out)
+
+
 # The report's artifacts in the order they are made: the teachers first (everything needs
 # them), the tables, then what reads the tables' runs.
 ARTIFACTS = {
@@ -208,6 +215,7 @@ ARTIFACTS = {
     "claims": (lambda req: claims(req, power=True), "claims.md"),
     "figures": (figures, "figures/"),
     "label-noise": (label_noise, "label_noise.md"),
+    "speed": (speed, "speed.md"),
 }
 
 

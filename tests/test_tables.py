@@ -78,7 +78,7 @@ def test_table1_smoke_end_to_end(tmp_path, monkeypatch):
     assert stamps == {run: (Path(run) / "final.json").stat().st_mtime_ns for run in stamps}
     out = tmp_path / "tables/generated/smoke"
     report = (out / "REPORT.md").read_text()
-    for target in ("teachers.md", "table1.md", "table2.md", "claims.md", "figures/", "label_noise.md"):
+    for target in ("teachers.md", "table1.md", "table2.md", "claims.md", "figures/", "label_noise.md", "speed.md"):
         assert f"]({target})" in report and (out / target).exists()
     assert "fig4b" not in report and "`harness claims --volumes` trains its runs" in (out / "claims.md").read_text()
     assert "Made by: `harness report --preset smoke --seed 0 --skip volumes`" in report
