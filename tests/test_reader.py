@@ -159,6 +159,36 @@ def test_abandoned_iteration_stops_the_thread(store):
     assert reader.chunks_alive == 0
 
 
+def test_a_pass_finalised_in_another_thread_does_not_wait_for_its_reads(store, monkeypatch):
+    """An abandoned pass may be finalised by the garbage collector in any thread, zarr's own I/O
+    thread among them, while the producer's read waits on that thread: closing must then not
+    wait for the producer (it would never return). Its owner still stops it cleanly."""
+    reader = StreamingReader(store, batch_size=4, prefetch=1)
+    release = threading.Event()
+    real = reader.store.read_chunk
+    calls = []
+
+    def slow(i, names=None):
+        calls.append(i)
+        if len(calls) > 1:          # the second read blocks until released
+            release.wait(10)
+        return real(i, names)
+
+    monkeypatch.setattr(reader.store, "read_chunk", slow)
+    it = iter(reader)
+    next(it)
+    closer = threading.Thread(target=it.close)
+    closer.start()
+    closer.join(2)
+    closed_in_time = not closer.is_alive()
+    release.set()
+    closer.join()
+    assert closed_in_time
+    for t in reader_threads():      # the stopped producer exits by itself once its read returns
+        t.join(5)
+    assert not reader_threads()
+
+
 def test_errors_in_the_reading_thread_reach_the_caller(store, monkeypatch):
     reader = StreamingReader(store, batch_size=4)
 

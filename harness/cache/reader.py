@@ -177,9 +177,20 @@ class StreamingReader:
                 else:
                     self._acquire(-1)
                     return
-            q.put(_END)
+            self._hand_over(_END, q, stop)
         except BaseException as exc:  # handed to the consumer, re-raised there
-            q.put(exc)
+            self._hand_over(exc, q, stop)
+
+    @staticmethod
+    def _hand_over(item, q: queue.Queue, stop: threading.Event) -> None:
+        """Put ``item`` unless the consumer has stopped: a stopped consumer drains nothing more,
+        and a producer blocked on its full queue would never exit."""
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.05)
+                return
+            except queue.Full:
+                continue
 
     def _check_finite(self, chunk: int, data: dict[str, np.ndarray]) -> None:
         """A NaN or Inf in a float field is damage (teachers never write one): named by field
@@ -200,6 +211,7 @@ class StreamingReader:
         stop = threading.Event()
         thread = threading.Thread(target=self._produce, args=(chunks, q, stop), daemon=True, name="store-reader")
         thread.start()
+        owner = threading.current_thread()
         pool: list[_Chunk] = []
         # Chunks drawn out during the batch being built still count against the buffer when
         # deciding to read the next one (this fixes the draw order); their memory is freed at once.
@@ -246,6 +258,11 @@ class StreamingReader:
                 yield self._assemble(pieces)
         finally:
             stop.set()
+            if threading.current_thread() is not owner:
+                # an abandoned pass finalised by the garbage collector in another thread (zarr's
+                # own I/O thread, say): waiting here for the producer, whose read may need that
+                # very thread, would deadlock; the stopped producer exits by itself
+                return
             leftover = len(pool)
             pool.clear()
             while thread.is_alive():  # unblock a producer waiting on a full queue

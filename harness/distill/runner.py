@@ -387,7 +387,11 @@ def _train_epoch(job: _Job, s: _Setup, train_model: nn.Module, reader: Streaming
                 sums[k] = sums.get(k, 0.0) + float(v)
             n_batches += 1
     finally:
-        if hasattr(bar, "close"):   # a failing step clears its progress bar before the error prints
+        # a failing step clears its progress bar before the error prints, and stops the reader
+        # here, in this thread (left to the garbage collector, the pass would end in any thread)
+        if hasattr(batches, "close"):
+            batches.close()
+        if hasattr(bar, "close"):
             bar.close()
     s.sched.step()
     elapsed = time.perf_counter() - t_epoch
