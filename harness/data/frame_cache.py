@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from harness.atomic import atomic_path
-from harness.errors import HarnessError
+from harness.errors import HarnessError, WriteError
 from harness.provenance import fingerprint
 
 FRAME_CACHE_ENV = "HARNESS_FRAME_CACHE"
@@ -61,8 +61,9 @@ def decode_once(video: Path, settings: dict, decode: Callable[[Path], np.ndarray
         try:
             with atomic_path(path) as tmp, open(tmp, "wb") as f:
                 np.save(f, frames)
-        except OSError as exc:
-            raise FrameCacheError(f"{root}: cannot write the frame cache ({exc.strerror or exc}); free space "
+        except (OSError, WriteError) as exc:   # the atomic writer names full disks and blocked folders
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise FrameCacheError(f"{root}: cannot write the frame cache ({reason}); free space "
                                   f"or point ${FRAME_CACHE_ENV} at another folder") from exc
         shape = frames.shape
     return path, tuple(shape)
