@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 
 from conftest import TEACHERS
@@ -473,7 +474,8 @@ def _interrupt(args, progress_made, tmp_path, slow):
     import sys
     import time
 
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # the thread count of the runs it is compared with (another count is another result)
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
     proc = subprocess.Popen([sys.executable, "-c", _SLOWED.format(**slow), *args], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120

@@ -33,12 +33,12 @@ def unlabeled(tmp_path_factory):
     return root
 
 
-def _in_memory(root, cfg, min_frames=1, progress=True):
+def _in_memory(root, cfg, min_frames=1, progress=True, index=None):
     """What pretraining did before the frame cache: every video decoded into a list in RAM."""
     from harness.data.index import open_index
     from harness.data.screening import VideoReport
 
-    index = open_index("synth", root, subset="unlabeled")
+    index = index if index is not None else open_index("synth", root, subset="unlabeled")
     size = (cfg.decode_size, cfg.decode_size) if cfg.decode_size else None
     videos = [read_video(r.path, size=size) for r in index]
     report = VideoReport("unlabeled", min_frames, cfg.short_videos, checked=len(videos))

@@ -243,6 +243,7 @@ def test_strict_seeds_give_each_seed_its_own_pretraining_teachers_and_store(monk
             made.append(kw)
 
     monkeypatch.setattr(pipeline, "ensure_data", lambda preset, root=None, dataset="synth": "data")
+    monkeypatch.setattr(pipeline, "check_classes", lambda dataset, root, split=1: None)
     monkeypatch.setattr(pipeline, "student_store",
                         lambda preset, seed, store=None, **kw: f"store(teachers {seed}, {store})")
     monkeypatch.setattr(pipeline, "run_method", lambda m, preset, s, store=None, progress=True, **kw:
