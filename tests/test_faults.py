@@ -454,7 +454,10 @@ def test_a_bad_teacher_option_fails_before_any_work(spec, needle, tmp_path, monk
 # surely lands before the command would have finished on its own.
 
 _SLOWED = """
-import sys, time
+import signal, sys, time
+# a child of a shell's background job starts with SIGINT ignored, and Python then keeps it so:
+# the test is about what Ctrl-C does, so the child takes it as a terminal would deliver it
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from harness.cli import main
 import {module} as m
 real = m.{cls}.{method}
