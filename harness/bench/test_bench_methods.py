@@ -19,7 +19,8 @@ def _setup(name: str):
     student = build_model("alexnet", C, "tiny")
     c4, h, w = student.conv4_shape()
     ctx = MethodContext(num_classes=C, teacher_names=[f"t{i}" for i in range(K)], teacher_channels=[32] * K,
-                        student_channels=c4, ground_cost=1 - torch.eye(C))
+                        student_channels=c4, ground_cost=1 - torch.eye(C),
+                        student_stage_channels=tuple(student.stage_channels))
     method = build_method(name, ctx, MethodSettings(gr_d=128))
     tb = TeacherBatch(torch.randn(B, K, C), [torch.randn(B, 32, h, w).relu() for _ in range(K)],
                       torch.randint(0, C, (B,)))
