@@ -20,14 +20,16 @@ _REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def code_version() -> str:
-    """``<git sha>[+dirty]`` when run from a checkout, else the package version."""
+    """``<git sha>[+dirty]`` when run from a checkout, else the package version. Changes under
+    ``tables/generated`` (what the commands write) do not count as dirty: a report that writes
+    several tables in turn stamps them all with the code that made them."""
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=_REPO_ROOT, capture_output=True, text=True, timeout=10
         )
         if sha.returncode == 0:
             dirty = subprocess.run(
-                ["git", "status", "--porcelain", "--untracked-files=no"],
+                ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)tables/generated"],
                 cwd=_REPO_ROOT, capture_output=True, text=True, timeout=10,
             ).stdout.strip()
             return sha.stdout.strip() + ("+dirty" if dirty else "")
