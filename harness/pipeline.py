@@ -65,12 +65,14 @@ def teacher_checkpoints(preset: str, seed: int = 0, data_root: str | os.PathLike
 
 def ensure_store(preset: str, seed: int = 0, fmt: str = "zarr", store: str | os.PathLike | None = None,
                  data_root: str | os.PathLike | None = None, progress: bool = True, dataset: str = "synth",
-                 split: int = 1) -> Path:
-    """The teacher feature store of ``dataset``'s ``split``, built (or resumed) if not complete."""
+                 split: int = 1, pretext_overrides: dict | None = None) -> Path:
+    """The teacher feature store of ``dataset``'s ``split`` (teachers pretrained with
+    ``pretext_overrides``), built (or resumed) if not complete."""
     path = Path(store) if store is not None else data_store_path(preset, dataset, split, fmt)
     root = ensure_data(preset, data_root, dataset)
     check_classes(dataset, root, split)   # before any teacher is trained
-    ckpts = teacher_checkpoints(preset, seed, root, progress=progress, dataset=dataset, split=split)
+    ckpts = teacher_checkpoints(preset, seed, root, progress=progress, dataset=dataset, split=split,
+                                pretext_overrides=pretext_overrides)
     st = cache_teachers(preset, ckpts, root, store=path, fmt=fmt, progress=progress,
                         overrides=_cache_overrides(dataset, split))
     if not st.is_complete():
@@ -217,6 +219,12 @@ def _seed_store(preset, s, up, seeds, store, data_root, progress, dataset="synth
                          data_root=data_root, progress=progress, dataset=dataset, split=split)
 
 
+def _seed_stores(preset, seeds, strict, store, data_root, progress, dataset, split) -> dict[int, Path]:
+    """``{seed: the store its students distil from}`` (``_upstream_seeds`` decides whose teachers)."""
+    up = _upstream_seeds(seeds, strict, store)
+    return {s: _seed_store(preset, s, up, seeds, store, data_root, progress, dataset, split) for s in seeds}
+
+
 def table2_runs(methods: list[str], preset: str, seeds: list[int], store: str | os.PathLike | None = None,
                 data_root: str | os.PathLike | None = None, progress: bool = True, strict: bool = False,
                 dataset: str = "synth", split: int = 1) -> dict:
@@ -227,8 +235,7 @@ def table2_runs(methods: list[str], preset: str, seeds: list[int], store: str | 
     unknown = [m for m in methods if m not in METHODS]
     if unknown:  # before any expensive step
         raise MethodError(f"unknown method {unknown[0]!r}; choose one of {', '.join(METHODS)}")
-    up = _upstream_seeds(seeds, strict, store)
-    paths = {s: _seed_store(preset, s, up, seeds, store, data_root, progress, dataset, split) for s in seeds}
+    paths = _seed_stores(preset, seeds, strict, store, data_root, progress, dataset, split)
     missing = table2_missing(methods, dataset)
     return {m: [] if m in missing else [run_method(m, preset, s, store=paths[s], progress=progress) for s in seeds]
             for m in methods}
@@ -284,8 +291,7 @@ def label_noise_runs(preset: str, seeds: list[int], rates=LABEL_NOISE_RATES, met
 
     for rate in rates:  # before any expensive step
         check_noise(rate)
-    up = _upstream_seeds(seeds, strict, store)
-    paths = {s: _seed_store(preset, s, up, seeds, store, data_root, progress, dataset, split) for s in seeds}
+    paths = _seed_stores(preset, seeds, strict, store, data_root, progress, dataset, split)
     return {(m, float(r)): [run_method(m, preset, s, store=paths[s], progress=progress, label_noise=r)
                             for s in seeds] for r in rates for m in methods}
 
@@ -318,13 +324,10 @@ def volume_runs(preset: str, seeds: list[int], volumes=UNLABELED_VOLUMES, method
     out = {}
     for v, n in sorted(counts.items()):
         full = v == 1.0
-        ckpts = teacher_checkpoints(preset, seeds[0], root, pretext_overrides=None if full else {"max_videos": n},
-                                    progress=progress)
-        path = default_store_path(preset, "zarr")
+        path = data_store_path(preset)
         if not full:
-            path = path.with_name(f"{preset}-unlabeled{n}.zarr")
-        st = cache_teachers(preset, ckpts, root, store=path, progress=progress)
-        if not st.is_complete():
-            raise HarnessError(f"{path}: other writer processes have not finished their chunks yet")
+            path = path.with_name(f"{path.stem}-unlabeled{n}{path.suffix}")
+        ensure_store(preset, seeds[0], store=path, data_root=root, progress=progress,
+                     pretext_overrides=None if full else {"max_videos": n})
         out[n] = [run_method(method, preset, s, store=path, progress=progress) for s in seeds]
     return out

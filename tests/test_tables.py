@@ -275,7 +275,8 @@ def test_fig4b_pretrains_each_volume_on_the_first_share_of_the_unlabeled_list(mo
     from harness import pipeline
 
     calls = []
-    monkeypatch.setattr(pipeline, "ensure_data", lambda preset, root=None: "data")
+    monkeypatch.setattr(pipeline, "ensure_data", lambda preset, root=None, dataset="synth": "data")
+    monkeypatch.setattr(pipeline, "check_classes", lambda dataset, root, split=1: None)
     monkeypatch.setattr(pipeline, "unlabeled_counts", lambda preset, volumes, root=None:
                         {float(v): max(2, round(v * 300)) for v in volumes})
     monkeypatch.setattr(pipeline, "teacher_checkpoints", lambda preset, seed, root, pretext_overrides=None, **kw:

@@ -167,14 +167,7 @@ class StreamingReader:
                         data = {k: v[rows] for k, v in data.items()}
                         idx = idx[rows]
                 self._acquire(1)
-                entry = (idx, data)
-                while not stop.is_set():
-                    try:
-                        q.put(entry, timeout=0.05)
-                        break
-                    except queue.Full:
-                        continue
-                else:
+                if not self._hand_over((idx, data), q, stop):
                     self._acquire(-1)
                     return
             self._hand_over(_END, q, stop)
@@ -182,15 +175,16 @@ class StreamingReader:
             self._hand_over(exc, q, stop)
 
     @staticmethod
-    def _hand_over(item, q: queue.Queue, stop: threading.Event) -> None:
-        """Put ``item`` unless the consumer has stopped: a stopped consumer drains nothing more,
-        and a producer blocked on its full queue would never exit."""
+    def _hand_over(item, q: queue.Queue, stop: threading.Event) -> bool:
+        """Put ``item`` unless the consumer has stopped (then False): a stopped consumer drains
+        nothing more, and a producer blocked on its full queue would never exit."""
         while not stop.is_set():
             try:
                 q.put(item, timeout=0.05)
-                return
+                return True
             except queue.Full:
                 continue
+        return False
 
     def _check_finite(self, chunk: int, data: dict[str, np.ndarray]) -> None:
         """A NaN or Inf in a float field is damage (teachers never write one): named by field
