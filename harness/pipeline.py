@@ -87,12 +87,15 @@ def student_store(preset: str, seed: int = 0, store: str | os.PathLike | None = 
     is: its manifest records its teachers and data, so neither is needed (nor trained). Any
     other store (the preset's default, a missing or unfinished one) is built or resumed from
     the default teachers, which are trained first if missing."""
-    if store is not None and Path(store).exists():
-        from harness.cache.store import FeatureStore
+    from harness.cache.store import FeatureStore, is_url
 
+    if store is not None and (is_url(store) or Path(store).exists()):
         with FeatureStore.open(store) as st:
             if st.is_complete():
-                return Path(store)
+                return store if is_url(store) else Path(store)
+    if store is not None and is_url(store):   # a URL is only read: nothing can be built there
+        raise HarnessError(f"{store}: no complete feature store at this URL; build it locally with "
+                           f"`harness cache-teachers`, then copy the folder up")
     return ensure_store(preset, seed, store=store, data_root=data_root, progress=progress, dataset=dataset, split=split)
 
 

@@ -317,3 +317,31 @@ def test_fig8_three_seeds_one_pass(benchmark, tiny_store, speed_summary):
             f"G_l+G_r, {FIG8_STEPS} batches of {BATCH}, per seed: one pass {t['one pass'] / 3:.2f} s, "
             f"separate {t['three runs'] / 3:.2f} s")
 
+
+
+# ---- 10. the reader from a store at a URL (fsspec) vs the same store on the local disk ----------
+
+
+def test_fig10_reader_from_a_url_vs_local(benchmark, tiny_store, speed_summary):
+    """fsspec's in-process memory filesystem stands in for object storage: what the ratio
+    measures is the fsspec / async read path's own cost per chunk (no network)."""
+    import uuid
+
+    import fsspec
+
+    from harness.cache.store import FeatureStore
+
+    fs, root = fsspec.filesystem("memory"), f"/bench-{uuid.uuid4().hex}/tiny.zarr"
+    fs.put(str(tiny_store.path), root, recursive=True)
+    remote = FeatureStore.open(f"memory://{root}")
+    try:
+        fields = S.reader_fields("gl+gr", tiny_store)
+        t = _bench_rounds(benchmark, {"local": lambda: _reader_pass(tiny_store, fields),
+                                      "url": lambda: _reader_pass(remote, fields)}, rounds=5)
+        nbytes = _sequential_read(tiny_store, fields)
+        _record(speed_summary, benchmark, 10, "reader MB/s from memory:// / from the local disk (tiny, warm cache)",
+                t["local"] / t["url"], None,
+                f"url {nbytes / t['url'] / 1e6:.0f} MB/s, local {nbytes / t['local'] / 1e6:.0f} MB/s "
+                f"({tiny_store.n_chunks} chunks of {tiny_store.chunk_items} items)")
+    finally:
+        fs.rm(root.rsplit("/", 1)[0], recursive=True)

@@ -5,17 +5,19 @@ from harness.cache.store import (
     FeatureStore,
     FieldSpec,
     HDF5Store,
+    RemoteZarrStore,
     ManifestMismatch,
     StoreError,
     ZarrStore,
+    is_url,
     suggest_chunk_items,
     teacher_schema,
 )
 from harness.cache.writer import owned_chunks, world_from_env, write_store
 
 __all__ = [
-    "FeatureStore", "FieldSpec", "HDF5Store", "ManifestMismatch", "StoreError", "StreamingReader",
-    "ZarrStore", "owned_chunks", "suggest_chunk_items", "teacher_schema", "world_from_env", "write_store",
+    "FeatureStore", "FieldSpec", "HDF5Store", "ManifestMismatch", "RemoteZarrStore", "StoreError", "StreamingReader",
+    "ZarrStore", "is_url", "owned_chunks", "suggest_chunk_items", "teacher_schema", "world_from_env", "write_store",
 ]
 
 

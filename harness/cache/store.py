@@ -237,7 +237,7 @@ class FeatureStore(ABC):
 
     def __init__(self, path: Path, record: dict, mode: str):
         check_record(path, record)
-        self.path = Path(path)
+        self.path = path if is_url(path) else Path(path)
         self.mode = mode
         self._record = record
         layout = record["layout"]
@@ -295,6 +295,9 @@ class FeatureStore(ABC):
         differs raises :class:`ManifestMismatch`; nothing is overwritten.
         """
         layout = cls.layout(fields, n_items, chunk_items, format, compression)
+        if is_url(path):
+            raise StoreError(f"{path}: stores are written to a local folder; copy the finished store to object "
+                             f"storage and read it from there")
         backend = _BACKENDS[format]
         path = Path(path)
         with store_lock(path):
@@ -322,6 +325,11 @@ class FeatureStore(ABC):
         """Open an existing store (``mode`` "r" or "r+"), checking the manifest if given."""
         if mode not in ("r", "r+"):
             raise StoreError(f"{path}: mode must be 'r' or 'r+', got {mode!r}")
+        if is_url(path):
+            store = RemoteZarrStore.open_url(str(path), mode)
+            if expect_manifest is not None:
+                store.check(expect_manifest, ignore_keys)
+            return store
         path = Path(path)
         if path.suffix == ".zarr" and path.is_file():
             raise StoreError(f"{path}: is a file, not a Zarr store folder; pass the store's folder")
@@ -686,12 +694,15 @@ class ZarrStore(FeatureStore):
         # the marker holds the chunk's checksums: its presence says "done", its content "what"
         write_bytes_atomic(self._marker(i), json.dumps({"checksums": checksums}, sort_keys=True).encode())
 
-    def chunk_checksums(self, i: int) -> dict[str, int] | None:
+    def _marker_text(self, i: int) -> str | None:
         try:
-            text = self._marker(i).read_text()
+            return self._marker(i).read_text()
         except OSError:
             return None
-        if not text.strip():
+
+    def chunk_checksums(self, i: int) -> dict[str, int] | None:
+        text = self._marker_text(i)
+        if text is None or not text.strip():
             return None
         try:
             return {k: int(v) for k, v in json.loads(text)["checksums"].items()}
@@ -956,3 +967,103 @@ class HDF5Store(FeatureStore):
 
 
 _BACKENDS: dict[str, type[FeatureStore]] = {"zarr": ZarrStore, "hdf5": HDF5Store}
+
+
+# ---- a Zarr store at an fsspec URL (read-only) ------------------------------------------------------
+
+
+def is_url(path: str | os.PathLike) -> bool:
+    """``s3://bucket/store.zarr``, ``gs://...``, ``memory://...``: a store read through fsspec."""
+    return isinstance(path, str) and "://" in path
+
+
+class RemoteZarrStore(ZarrStore):
+    """A finished Zarr store read from an fsspec URL (object storage such as ``s3://``, or
+    ``memory://`` in the tests), so every rank of a multi-node job streams one shared copy. The
+    layout is the local one; only the file access goes through fsspec. Read-only: stores are
+    written locally (their markers, locks and fsyncs need a local disk) and copied up whole."""
+
+    def __init__(self, url: str, record: dict, mode: str):
+        FeatureStore.__init__(self, url, record, mode)
+        import zarr
+        from zarr.storage import FsspecStore
+
+        self._fs, self._root = self.filesystem(url)
+        try:
+            self._group = zarr.open_group(store=FsspecStore.from_url(url, read_only=True), mode="r")
+            self._arrays = {f.name: self._group[f.name] for f in self._fields}
+        except (KeyError, FileNotFoundError, ValueError) as exc:
+            raise StoreError(f"{url}: the store's arrays cannot be opened ({type(exc).__name__}: {exc}); "
+                             f"copy the whole store folder") from None
+
+    @staticmethod
+    def filesystem(url: str):
+        """``(filesystem, root path)`` of ``url``; one line naming what is missing otherwise."""
+        import fsspec
+
+        try:
+            fs, root = fsspec.core.url_to_fs(url)
+        except (ImportError, ValueError) as exc:
+            raise StoreError(f"{url}: cannot open this URL through fsspec ({exc})") from None
+        return fs, root.rstrip("/")
+
+    @classmethod
+    def open_url(cls, url: str, mode: str) -> "RemoteZarrStore":
+        if mode != "r":
+            raise StoreError(f"{url}: a store at a URL opens read-only; write it locally and copy it up")
+        fs, root = cls.filesystem(url)
+        try:
+            text = fs.cat_file(f"{root}/{STORE_JSON}")
+        except FileNotFoundError:
+            raise StoreError(f"{url}: no feature store here (expected a Zarr folder with {STORE_JSON})") from None
+        except OSError as exc:
+            raise StoreError(f"{url}: cannot read the store record ({exc})") from None
+        try:
+            record = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise StoreError(f"{url}/{STORE_JSON}: cannot read the store record ({exc})") from None
+        return cls(url, record, mode)
+
+    @staticmethod
+    def exists(path) -> bool:   # never found by a local probe
+        return False
+
+    def completed_chunks(self) -> list[int]:
+        done = []
+        for p in self._fs.glob(f"{self._root}/_progress/chunk_*.done"):
+            i = int(p.rsplit("/", 1)[-1][6:12])
+            if i < self.n_chunks:
+                done.append(i)
+        return sorted(done)
+
+    def _marker(self, i: int) -> str:
+        return f"{self.path}/_progress/chunk_{i:06d}.done"
+
+    def _marker_text(self, i: int) -> str | None:
+        try:
+            return self._fs.cat_file(f"{self._root}/_progress/chunk_{i:06d}.done").decode()
+        except (OSError, UnicodeDecodeError):
+            return None
+
+    def stored_bytes(self) -> dict[str, int]:
+        out = {}
+        for f in self._fields:
+            root = f"{self._root}/{f.name}/c"
+            out[f.name] = int(self._fs.du(root)) if self._fs.exists(root) else 0
+        return out
+
+    def extras(self) -> list[str]:
+        root = f"{self._root}/extra"
+        if not self._fs.exists(root):
+            return []
+        out = []
+        for meta in self._fs.glob(f"{root}/**/zarr.json"):
+            if json.loads(self._fs.cat_file(meta)).get("node_type") == "array":
+                out.append(meta[len(root) + 1:].rsplit("/", 1)[0])
+        return sorted(n for n in out if n != "zarr.json")
+
+    def _put_extra(self, name: str, array: np.ndarray) -> None:
+        raise StoreError(f"{self.path}: a store at a URL is read-only")
+
+    def _write_chunk(self, i, data, checksums) -> None:
+        raise StoreError(f"{self.path}: a store at a URL is read-only")

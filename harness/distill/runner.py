@@ -29,7 +29,7 @@ from torch import nn
 
 from harness.cache import schema
 from harness.cache.reader import StreamingReader
-from harness.cache.store import FeatureStore
+from harness.cache.store import FeatureStore, is_url
 from harness.cache.teachers import teacher_store_problem
 from harness.checkpoints import save_atomic
 from harness.config import apply_overrides, check_bounds, check_choice, resolve, to_dict
@@ -173,7 +173,7 @@ def distill(method: str, preset: str = "tiny", seed: int = 0, store: str | os.Pa
     if method not in METHODS:
         raise MethodError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     cfg = _resolve_config(preset, overrides)
-    store_path = Path(store) if store is not None else Path("cache") / f"{preset}.zarr"
+    store_path = (store if is_url(store) else Path(store)) if store is not None else Path("cache") / f"{preset}.zarr"
     st = FeatureStore.open(store_path)
     problem = teacher_store_problem(st)   # a field missing would fail later, with less to go on
     if problem:
@@ -212,7 +212,7 @@ class _Job:
     seed: int
     cfg: DistillConfig
     store: FeatureStore
-    store_path: Path
+    store_path: Path | str   # a local folder or an fsspec URL
     rank: int
     world: int
     local_rank: int
