@@ -52,8 +52,8 @@ def _request(preset, seed, store, dataset, data_root, split, seeds, strict_seeds
 
     return report.Request(preset, pipeline.seed_list(preset, seed, seeds), store=store, data_root=data_root,
                           command=command_line(), strict=strict_seeds, volumes=volumes,
-                          dataset=dataset or pipeline.default_dataset(preset), split=split or 1,
-                          pretrained_weights=pretrained_weights)
+                          dataset=dataset or pipeline.default_dataset(preset),
+                          split="all" if split == "all" else int(split or 1), pretrained_weights=pretrained_weights)
 
 
 dataset_option = click.option(
@@ -62,6 +62,10 @@ dataset_option = click.option(
          "docs/DATASET.md).")
 split_option = click.option("--split", type=click.IntRange(1, 3), default=None,
                             help="Official train/test split (default 1; CCV has one).")
+table_split_option = click.option(
+    "--split", type=click.Choice(["1", "2", "3", "all"]), default=None,
+    help="Official train/test split (default 1; CCV has one); 'all' trains every cell on each split and reports "
+         "the mean, with the paired intervals over the three test sets together.")
 pretrained_weights_option = click.option(
     "--pretrained-weights", type=click.Path(dir_okay=False), default=None,
     help="ImageNet AlexNet weights (a torchvision-format state_dict) for Table 1's AlexNet_pre on a real dataset; "
@@ -84,7 +88,7 @@ def table_options(command):
     """--preset, --seed, --store, --dataset, --data-root, --split, --seeds, --strict-seeds: what every
     table command takes."""
     for option in reversed((preset_option, seed_option, store_option, dataset_option, data_root_option,
-                            split_option, seeds_option, strict_seeds_option)):
+                            table_split_option, seeds_option, strict_seeds_option)):
         command = option(command)
     return command
 

@@ -63,6 +63,34 @@ def teacher_checkpoints(preset: str, seed: int = 0, data_root: str | os.PathLike
             for task in tasks}
 
 
+def splits_of(dataset: str, split: int | str) -> list[int]:
+    """The official splits ``split`` names: ``"all"`` is 1, 2, 3 (CCV has one)."""
+    if split == "all":
+        return [1] if dataset == "ccv" else [1, 2, 3]
+    return [int(split)]
+
+
+def over_splits(plan: str, preset: str, dataset: str, split: int | str, runs_of) -> dict:
+    """``runs_of(k)`` (a plan's ``{key: [RunDir per seed]}`` on split ``k``) for ``split``; with
+    ``"all"``, every split's plan is run and each (key, seed) becomes one ``splits_summary`` run:
+    the mean over the splits, whose predictions are the three test sets together. A key that
+    cannot be made on some split is missing (an empty list)."""
+    from harness.runs import splits_summary
+
+    if split != "all":
+        return runs_of(int(split))
+    splits = splits_of(dataset, split)
+    per = {k: runs_of(k) for k in splits}
+    out = {}
+    for key, first in per[splits[0]].items():
+        lists = [per[k][key] for k in splits]
+        name = "-".join(str(x) for x in key) if isinstance(key, tuple) else str(key)
+        out[key] = [] if not all(lists) else [
+            splits_summary("all-splits", preset, f"{plan}-{name}-{dataset}-seed{runs[0].final()['seed']}",
+                           dict(zip(splits, runs)), f"{plan}-all-splits") for runs in zip(*lists)]
+    return out
+
+
 def ensure_store(preset: str, seed: int = 0, fmt: str = "zarr", store: str | os.PathLike | None = None,
                  data_root: str | os.PathLike | None = None, progress: bool = True, dataset: str = "synth",
                  split: int = 1, pretext_overrides: dict | None = None) -> Path:
@@ -174,13 +202,16 @@ def seed_store_path(preset: str, seed: int, base_seed: int, store: str | os.Path
 
 def table1_runs(preset: str, seeds: list[int], data_root: str | os.PathLike | None = None,
                 store: str | os.PathLike | None = None, progress: bool = True, strict: bool = False,
-                dataset: str = "synth", split: int = 1, pretrained_weights: str | os.PathLike | None = None) -> dict:
+                dataset: str = "synth", split: int | str = 1, pretrained_weights: str | os.PathLike | None = None) -> dict:
     """``{row key: [finished RunDir per seed]}`` for every Table 1 row, each run or reused. The
     pretraining (and AlexNet_pre's supervised stage) and the store use ``seeds[0]``, or each
     seed its own with ``strict``. A row that cannot be made is an empty list, with its reason
     in ``table1_missing``."""
     from harness.finetune import finetune, finetune_pretext
 
+    if split == "all":
+        return over_splits("table1", preset, dataset, split, lambda k: table1_runs(
+            preset, seeds, data_root, _split_store(store, k), progress, strict, dataset, k, pretrained_weights))
     root = ensure_data(preset, data_root, dataset)
     check_classes(dataset, root, split)
     up = _upstream_seeds(seeds, strict, store)
@@ -203,6 +234,14 @@ def table1_runs(preset: str, seeds: list[int], data_root: str | os.PathLike | No
             runs[key] = [run_method(what[0], preset, s, progress=progress, store=_seed_store(
                 preset, s, up, seeds, store, root, progress, dataset, split)) for s in seeds]
     return runs
+
+
+def _split_store(store, split: int):
+    """``--store`` holds one split's teachers: with ``--split all`` each split uses its default."""
+    if store is not None:
+        raise HarnessError(f"--store {store}: a store holds one split's teachers; --split all builds one per split "
+                           "under cache/ (leave out --store)")
+    return None
 
 
 def table1_missing(dataset: str = "synth", pretrained_weights: str | os.PathLike | None = None) -> dict[str, str]:
@@ -230,7 +269,7 @@ def _seed_stores(preset, seeds, strict, store, data_root, progress, dataset, spl
 
 def table2_runs(methods: list[str], preset: str, seeds: list[int], store: str | os.PathLike | None = None,
                 data_root: str | os.PathLike | None = None, progress: bool = True, strict: bool = False,
-                dataset: str = "synth", split: int = 1) -> dict:
+                dataset: str = "synth", split: int | str = 1) -> dict:
     """``{method: [finished RunDir per seed]}``, each run or reused, from the store of the
     teachers of ``seeds[0]`` (with ``strict``: each seed's from its own teachers' store)."""
     from harness.distill.methods import METHODS, MethodError
@@ -238,6 +277,9 @@ def table2_runs(methods: list[str], preset: str, seeds: list[int], store: str | 
     unknown = [m for m in methods if m not in METHODS]
     if unknown:  # before any expensive step
         raise MethodError(f"unknown method {unknown[0]!r}; choose one of {', '.join(METHODS)}")
+    if split == "all":
+        return over_splits("table2", preset, dataset, split, lambda k: table2_runs(
+            methods, preset, seeds, _split_store(store, k), data_root, progress, strict, dataset, k))
     paths = _seed_stores(preset, seeds, strict, store, data_root, progress, dataset, split)
     missing = table2_missing(methods, dataset)
     return {m: [] if m in missing else [run_method(m, preset, s, store=paths[s], progress=progress) for s in seeds]
@@ -287,13 +329,16 @@ LABEL_NOISE_RATES = (0.0, 0.2, 0.4)
 
 def label_noise_runs(preset: str, seeds: list[int], rates=LABEL_NOISE_RATES, methods=LABEL_NOISE_METHODS,
                      store: str | os.PathLike | None = None, data_root: str | os.PathLike | None = None,
-                     progress: bool = True, strict: bool = False, dataset: str = "synth", split: int = 1) -> dict:
+                     progress: bool = True, strict: bool = False, dataset: str = "synth", split: int | str = 1) -> dict:
     """``{(method, rate): [finished RunDir per seed]}``, each run or reused, from the stores of
     ``table2_runs``; rate 0 is the clean run Table 2 already has."""
     from harness.distill.label_noise import check_noise
 
     for rate in rates:  # before any expensive step
         check_noise(rate)
+    if split == "all":
+        return over_splits("label-noise", preset, dataset, split, lambda k: label_noise_runs(
+            preset, seeds, rates, methods, _split_store(store, k), data_root, progress, strict, dataset, k))
     paths = _seed_stores(preset, seeds, strict, store, data_root, progress, dataset, split)
     return {(m, float(r)): [run_method(m, preset, s, store=paths[s], progress=progress, label_noise=r)
                             for s in seeds] for r in rates for m in methods}

@@ -7,6 +7,7 @@ The CLI's table commands call these functions, so ``harness report`` writes exac
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
@@ -28,11 +29,16 @@ class Request:
     progress: bool = True
     strict: bool = False      # each seed with its own pretraining, teachers and store
     dataset: str = "synth"    # synth | ucf101 | hmdb51 | ccv
-    split: int = 1            # the official train/test split
+    split: int | str = 1      # the official train/test split, or "all" (the mean over the three)
     pretrained_weights: str | None = None   # ImageNet AlexNet weights for AlexNet_pre on real data
     volumes: bool = False     # also Fig. 4b: the student per volume of unlabeled video (trains 2 teacher sets)
     # runs already gathered by an earlier artifact of the same report (so the plan runs once)
     cache: dict = field(default_factory=dict)
+
+    def one_split(self) -> "Request":
+        """What the per-split artifacts (the teachers' table, the figures) are drawn from: split 1
+        when the tables average every split, else this request."""
+        return self if self.split != "all" else dataclasses.replace(self, split=1, cache={})
 
     @property
     def out(self) -> Path:
@@ -146,7 +152,9 @@ def _judged(make, text: str, source: str, results: list, untested: list) -> None
 
 
 def figures(req: Request) -> str:
-    """Fig. 4a, Fig. 3 and the graph weights from the runs behind Table 2; the written paths."""
+    """Fig. 4a, Fig. 3 and the graph weights from the runs behind Table 2 (on split 1 when the
+    tables average every split: a figure shows one model per cell); the written paths."""
+    req = req.one_split()
     from harness import pipeline
     from harness.cache.store import FeatureStore
     from harness.checkpoints import load_checkpoint, load_verified
@@ -192,6 +200,7 @@ def teachers(req: Request) -> str:
     from harness import pipeline
     from harness.tables.teachers import render_teachers
 
+    req = req.one_split()   # the teachers of split 1 (each split fine-tunes its own)
     made = pipeline.teacher_runs(req.preset, req.seeds[0], req.data_root, progress=req.progress,
                                  dataset=req.dataset, split=req.split)
     return render_teachers(made, req.preset, req.seeds[0], command=req.command)

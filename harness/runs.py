@@ -138,3 +138,50 @@ class RunDir:
             write_jsonl_atomic(self.path / METRICS, rows)
         write_json_atomic(self.final_path, results)
         self.state_path.unlink(missing_ok=True)
+
+
+#: Test-video ids of split ``k`` are offset by ``k * SPLIT_VIDEO_STRIDE`` in an all-splits run's
+#: predictions, so the three splits' test videos stay distinct and pair run by run.
+SPLIT_VIDEO_STRIDE = 1_000_000
+
+
+def splits_summary(kind: str, preset: str, name: str, split_runs: dict[int, "RunDir"], stage: str,
+                   extra: dict | None = None) -> "RunDir":
+    """The run of one cell averaged over the official splits, as the paper reports it: a folder
+    of its own (keyed by the per-split runs) whose ``final.json`` holds the mean of the
+    per-split values (``value``), each split's value (``per_split``) and runs; whose
+    ``metrics.jsonl`` holds the per-epoch mean of ``test_value`` where every split has the
+    epoch; and whose ``predictions.npz`` concatenates the splits' test predictions (video ids
+    offset per split by ``SPLIT_VIDEO_STRIDE``), which is what the paired intervals resample.
+    It trains nothing; each split's run is made (or reused) by the caller."""
+    import numpy as np
+
+    from harness.data.frames import load_predictions, save_predictions
+    from harness.provenance import code_version
+
+    splits = sorted(split_runs)
+    config = {"stage": stage, "splits": {str(k): split_runs[k].path.name for k in splits}}
+    run = RunDir.for_config(kind, preset, name, config)
+    if run.is_finished():
+        return run
+    finals = {k: split_runs[k].final() for k in splits}
+    run.start(config, {str(k): str(split_runs[k].path) for k in splits})
+    preds = {k: load_predictions(split_runs[k].path) for k in splits}
+    if all(p is not None for p in preds.values()):
+        save_predictions(run.path, np.concatenate([preds[k]["scores"] for k in splits]),
+                         np.concatenate([preds[k]["targets"] for k in splits]),
+                         np.concatenate([preds[k]["video_ids"] + k * SPLIT_VIDEO_STRIDE for k in splits]))
+    curves = {k: {r["epoch"]: r["test_value"] for r in split_runs[k].rows() if "test_value" in r} for k in splits}
+    epochs = sorted(set.intersection(*(set(c) for c in curves.values())))
+    rows = [{"epoch": e, "test_value": float(np.mean([curves[k][e] for k in splits]))} for e in epochs]
+    first = finals[splits[0]]
+    results = {**(extra or {}), "seed": first.get("seed"), "split": "all", "metric": first["metric"],
+               "value": float(np.mean([finals[k]["value"] for k in splits])),
+               "per_split": {str(k): finals[k]["value"] for k in splits},
+               "runs": {str(k): str(split_runs[k].path) for k in splits},
+               "run_seconds": round(sum(f.get("run_seconds", 0.0) for f in finals.values()), 2),
+               "code_version": code_version()}
+    if all("chance" in f for f in finals.values()):
+        results["chance"] = float(np.mean([f["chance"] for f in finals.values()]))
+    run.finish(results, rows)
+    return run

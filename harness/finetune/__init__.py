@@ -43,7 +43,7 @@ from harness.finetune.data import clear_decode_cache
 from harness.finetune.loop import _init_source, _run_training, predict_videos, reference_step_ms, training_step
 from harness.finetune.supervised import STAGE_KEYS, _stage_plan, supervised_pretrain
 from harness.provenance import code_version, fingerprint
-from harness.runs import RunDir
+from harness.runs import RunDir, splits_summary
 from harness.utils import set_cpu_threads
 
 __all__ = ["ARCH_PRESETS", "FINETUNE_PRESETS", "INITS", "STAGE_KEYS", "FinetuneConfig", "FinetuneError", "chance_level",
@@ -138,21 +138,10 @@ def finetune(arch: str, init: str, preset: str = "tiny", seed: int = 0, dataset:
 
 
 def _finetune_all(arch, init, preset, seed, dataset, data_root, splits, checkpoint, overrides, progress) -> RunDir:
-    runs = [finetune(arch, init, preset, seed, dataset, data_root, s, checkpoint, overrides, progress) for s in splits]
-    finals = [r.final() for r in runs]
-    cfg_dict = {"stage": "finetune-all-splits", "splits": {str(s): r.path.name for s, r in zip(splits, runs)}}
-    run = RunDir.for_config("finetune", preset, f"{arch}-{init}-{dataset}-all-seed{seed}", cfg_dict)
-    if run.is_finished():
-        return run
-    run.start(cfg_dict, {str(s): str(r.path) for s, r in zip(splits, runs)})
-    values = [f["value"] for f in finals]
-    run.finish({"arch": arch, "init": init, "preset": preset, "dataset": dataset, "split": "all", "seed": int(seed),
-                "metric": finals[0]["metric"], "value": float(np.mean(values)),
-                "per_split": {str(s): v for s, v in zip(splits, values)},
-                "runs": {str(s): str(r.path) for s, r in zip(splits, runs)},
-                "chance": float(np.mean([f["chance"] for f in finals])), "chance_note": finals[0]["chance_note"],
-                "run_seconds": round(sum(f["run_seconds"] for f in finals), 2), "code_version": code_version()})
-    return run
+    runs = {s: finetune(arch, init, preset, seed, dataset, data_root, s, checkpoint, overrides, progress) for s in splits}
+    return splits_summary("finetune", preset, f"{arch}-{init}-{dataset}-all-seed{seed}", runs, "finetune-all-splits",
+                          {"arch": arch, "init": init, "preset": preset, "dataset": dataset,
+                           "chance_note": runs[splits[0]].final()["chance_note"]})
 
 
 def finetune_pretext(task: str, preset: str = "tiny", seed: int = 0, dataset: str = "synth",

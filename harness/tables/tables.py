@@ -43,6 +43,12 @@ def dataset_label(runs) -> str:
         except (OSError, ValueError):
             continue
         cfg = record.get("config", {})
+        if str(cfg.get("stage", "")).endswith("all-splits"):   # a mean over splits: label its first split's data
+            first = dataset_label([RunDir(Path(p)) for p in list(record.get("inputs", {}).values())[:1]])
+            label = first.split(", split ")[0] + f", splits {', '.join(cfg['splits'])} (mean)"
+            if label not in seen:
+                seen.append(label)
+            continue
         manifest = record.get("inputs", {}).get("store_manifest")
         if isinstance(manifest, dict):   # a distillation run: the store's data
             name, split, preset = manifest["dataset"]["name"], manifest["dataset"].get("split"), manifest.get("preset")
