@@ -3,6 +3,7 @@ no command prints a number it did not compute."""
 
 from __future__ import annotations
 
+import functools
 import sys
 
 import click
@@ -84,9 +85,29 @@ strict_seeds_option = click.option(
          "instead of sharing those of --seed.")
 
 
+skip_bad_option = click.option(
+    "--skip-bad", is_flag=True,
+    help="Leave out unreadable or truncated videos (counted in the run's record, a warning each) instead of "
+         "stopping at the first with an error (the setting skip_bad; docs/DATASET.md).")
+
+
+def with_skip_bad(command):
+    """``--skip-bad`` on a command that runs several stages: every stage that reads videos
+    (pretraining, fine-tuning, caching) leaves out the bad ones (``config.command_settings``)."""
+    @functools.wraps(command)
+    def run(*args, skip_bad=False, **kwargs):
+        from harness.config import command_settings
+
+        with command_settings(**({"skip_bad": True} if skip_bad else {})):
+            return command(*args, **kwargs)
+
+    return skip_bad_option(run)
+
+
 def table_options(command):
-    """--preset, --seed, --store, --dataset, --data-root, --split, --seeds, --strict-seeds: what every
-    table command takes."""
+    """--preset, --seed, --store, --dataset, --data-root, --split, --seeds, --strict-seeds,
+    --skip-bad: what every table command takes."""
+    command = with_skip_bad(command)
     for option in reversed((preset_option, seed_option, store_option, dataset_option, data_root_option,
                             table_split_option, seeds_option, strict_seeds_option)):
         command = option(command)
@@ -95,10 +116,6 @@ def table_options(command):
 
 set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
                           help="Override one config field (repeatable), e.g. --set epochs=3.")
-skip_bad_option = click.option(
-    "--skip-bad", is_flag=True,
-    help="Leave out unreadable or truncated videos (counted in the run's record, a warning each) instead of "
-         "stopping at the first with an error (the setting skip_bad; docs/DATASET.md).")
 
 
 def parsed_overrides(overrides, skip_bad: bool = False) -> dict:
@@ -287,6 +304,7 @@ def finetune(arch, init, checkpoint, preset, seed, dataset, data_root, split, qu
 @dataset_option
 @split_option
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@with_skip_bad
 def teachers(preset, seed, data_root, dataset, split, quiet):
     """Pretrain and fine-tune the four teachers (sort, motion, track, predict) and report their cost.
 

@@ -7,10 +7,12 @@ only names the presets and resolves them, so adding a knob touches one module.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import json
 import math
-from typing import Any, Mapping, TypeVar
+from typing import Any, Iterator, Mapping, TypeVar
 
 PRESETS = ("smoke", "tiny", "paper")
 DEFAULT_PRESET = "tiny"
@@ -30,7 +32,26 @@ def resolve(table: Mapping[str, T], preset: str, overrides: Mapping[str, Any] | 
     """
     if preset not in table:
         raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(table)}")
-    return apply_overrides(table[preset], overrides)
+    cfg = table[preset]
+    names = {f.name for f in dataclasses.fields(cfg)}
+    shared = {k: v for k, v in _COMMAND_SETTINGS.get().items() if k in names}
+    return apply_overrides(cfg, {**shared, **(overrides or {})})
+
+
+# Settings of one command that runs several stages (``harness table1 --skip-bad``): each stage's
+# config takes them where it has the field, so they land in that stage's run key as an override would.
+_COMMAND_SETTINGS: contextvars.ContextVar[dict] = contextvars.ContextVar("harness_command_settings", default={})
+
+
+@contextlib.contextmanager
+def command_settings(**settings: Any) -> Iterator[None]:
+    """Inside the block every :func:`resolve` applies ``settings`` to a config that has the field
+    (an explicit override still wins)."""
+    token = _COMMAND_SETTINGS.set({**_COMMAND_SETTINGS.get(), **settings})
+    try:
+        yield
+    finally:
+        _COMMAND_SETTINGS.reset(token)
 
 
 def apply_overrides(cfg: T, overrides: Mapping[str, Any] | None) -> T:

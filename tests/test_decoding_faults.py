@@ -188,3 +188,33 @@ def test_an_unwritable_frame_cache_is_one_line(isolated, monkeypatch):
     monkeypatch.setenv("HARNESS_FRAME_CACHE", str(isolated / "a-file" / "frames"))
     _fails_naming(["pretrain", "--task", "motion", "--preset", "smoke", "--data-root", root],
                   "a-file/frames: cannot write the frame cache", "HARNESS_FRAME_CACHE")
+
+
+def test_a_table_command_refuses_a_truncated_video_and_skips_it_in_every_stage_with_skip_bad(damaged_data,
+                                                                                               isolated):
+    """``--skip-bad`` on a command that runs several stages reaches each stage that reads the
+    labeled videos: the teachers' fine-tuning and the cache (and it is part of their run keys)."""
+    root, name = damaged_data
+    args = ["ablation", "--method", "kd", "--preset", "smoke", "--data-root", root]
+    _fails_naming(args, name, "truncated video")
+    out = _invoke([*args, "--skip-bad"])
+    assert out.exit_code == 0, out.output
+    finals = [json.loads(p.read_text()) for p in (isolated / "runs" / "finetune").rglob("final.json")]
+    assert len(finals) == 4 and all(f["videos"]["train"]["skipped_bad"] == 1 for f in finals)
+    record = json.loads((isolated / "cache" / "smoke.zarr.videos.json").read_text())
+    assert record["train"]["skipped_bad"] == 1
+    assert "--skip-bad" in (isolated / "tables/generated/smoke/ablation/kd/table2.md").read_text()
+
+
+def test_command_settings_reach_every_config_with_the_field_and_an_override_wins():
+    from harness.cache.teachers import cache_config
+    from harness.config import command_settings, to_dict
+    from harness.finetune import finetune_config
+    from harness.pretext.train import task_config
+
+    assert "skip_bad" not in to_dict(finetune_config("alexnet", "smoke"))   # the default keeps old keys
+    with command_settings(skip_bad=True):
+        assert finetune_config("alexnet", "smoke").skip_bad and task_config("sort", "smoke").skip_bad
+        assert cache_config("smoke").skip_bad and to_dict(finetune_config("alexnet", "smoke"))["skip_bad"] is True
+        assert not finetune_config("alexnet", "smoke", {"skip_bad": "false"}).skip_bad
+    assert not finetune_config("alexnet", "smoke").skip_bad
