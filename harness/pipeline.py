@@ -63,18 +63,12 @@ def teacher_checkpoints(preset: str, seed: int = 0, data_root: str | os.PathLike
             for task in tasks}
 
 
-def splits_of(dataset: str, split: int | str) -> list[int]:
-    """The official splits ``split`` names: ``"all"`` is 1, 2, 3 (CCV has one)."""
-    if split == "all":
-        return [1] if dataset == "ccv" else [1, 2, 3]
-    return [int(split)]
-
-
 def over_splits(plan: str, preset: str, dataset: str, split: int | str, runs_of) -> dict:
     """``runs_of(k)`` (a plan's ``{key: [RunDir per seed]}`` on split ``k``) for ``split``; with
     ``"all"``, every split's plan is run and each (key, seed) becomes one ``splits_summary`` run:
     the mean over the splits, whose predictions are the three test sets together. A key that
     cannot be made on some split is missing (an empty list)."""
+    from harness.finetune import splits_of
     from harness.runs import splits_summary
 
     if split != "all":

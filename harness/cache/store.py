@@ -712,13 +712,11 @@ class ZarrStore(FeatureStore):
     def _read(self, name: str, sel: slice) -> np.ndarray:
         return np.asarray(self._arrays[name][sel])
 
+    def _marker_names(self) -> list[str]:
+        return [p.name for p in (self.path / "_progress").glob("chunk_*.done")]
+
     def completed_chunks(self) -> list[int]:
-        done = []
-        for p in (self.path / "_progress").glob("chunk_*.done"):
-            i = int(p.name[6:12])
-            if i < self.n_chunks:
-                done.append(i)
-        return sorted(done)
+        return sorted(i for i in (int(name[6:12]) for name in self._marker_names()) if i < self.n_chunks)
 
     def stored_bytes(self) -> dict[str, int]:
         out = {}
@@ -1024,17 +1022,8 @@ class RemoteZarrStore(ZarrStore):
             raise StoreError(f"{url}/{STORE_JSON}: cannot read the store record ({exc})") from None
         return cls(url, record, mode)
 
-    @staticmethod
-    def exists(path) -> bool:   # never found by a local probe
-        return False
-
-    def completed_chunks(self) -> list[int]:
-        done = []
-        for p in self._fs.glob(f"{self._root}/_progress/chunk_*.done"):
-            i = int(p.rsplit("/", 1)[-1][6:12])
-            if i < self.n_chunks:
-                done.append(i)
-        return sorted(done)
+    def _marker_names(self) -> list[str]:
+        return [p.rsplit("/", 1)[-1] for p in self._fs.glob(f"{self._root}/_progress/chunk_*.done")]
 
     def _marker(self, i: int) -> str:
         return f"{self.path}/_progress/chunk_{i:06d}.done"

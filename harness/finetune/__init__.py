@@ -48,10 +48,11 @@ from harness.utils import set_cpu_threads
 
 __all__ = ["ARCH_PRESETS", "FINETUNE_PRESETS", "INITS", "STAGE_KEYS", "FinetuneConfig", "FinetuneError", "chance_level",
            "clear_decode_cache", "finetune", "finetune_config", "finetune_pretext", "load_finetuned", "predict_videos",
-           "reference_step_ms", "resolve_data_root", "supervised_pretrain", "training_step"]
+           "reference_step_ms", "resolve_data_root", "splits_of", "supervised_pretrain", "training_step"]
 
 
-def _splits_of(dataset: str, split) -> list[int]:
+def splits_of(dataset: str, split) -> list[int]:
+    """The official splits ``split`` names: ``"all"`` is 1, 2, 3 (CCV has one)."""
     if split == "all":
         return [1] if dataset == "ccv" else [1, 2, 3]
     try:
@@ -87,7 +88,7 @@ def finetune(arch: str, init: str, preset: str = "tiny", seed: int = 0, dataset:
     if init not in INITS:
         raise FinetuneError(f"unknown init {init!r}; choose one of {', '.join(INITS)}")
     stage_seed = seed if pretrain_seed is None else int(pretrain_seed)
-    splits = _splits_of(dataset, split)
+    splits = splits_of(dataset, split)
     if split == "all":
         return _finetune_all(arch, init, preset, seed, dataset, data_root, splits, checkpoint, overrides, progress)
     split = splits[0]
