@@ -8,6 +8,7 @@ import io
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -240,10 +241,49 @@ def _fail_writes(monkeypatch, hit, err):
     monkeypatch.setattr(os, "mkdir", fake_mkdir)
 
 
-def _fails_then_restored(monkeypatch, hit, err, args, *needles):
-    """The command fails in one line under the fault; the fault is then lifted."""
+class _SlowFile:
+    """A file on a slow disk: each write lands, then takes a while to return."""
+
+    def __init__(self, fh):
+        self._fh = fh
+
+    def write(self, data):
+        n = self._fh.write(data)
+        time.sleep(0.5)
+        return n
+
+    def __getattr__(self, name):
+        return getattr(self._fh, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._fh.close()
+
+
+def _slow_writes(monkeypatch, hit):
+    """Writing a file ``hit(path)`` accepts is slow, so a write still running beside a failed
+    one is still running when the command returns, unless the code waited for it."""
+    inner = io.open
+
+    def slow_open(file, mode="r", *args, **kwargs):
+        fh = inner(file, mode, *args, **kwargs)
+        if isinstance(file, (str, os.PathLike)) and any(c in mode for c in "wax+") and hit(os.path.abspath(file)):
+            return _SlowFile(fh)
+        return fh
+
+    monkeypatch.setattr(io, "open", slow_open)
+    monkeypatch.setattr(builtins, "open", slow_open)
+
+
+def _fails_then_restored(monkeypatch, hit, err, args, *needles, slow=None):
+    """The command fails in one line under the fault; the fault is then lifted. Writes to the
+    paths ``slow`` accepts are slow meanwhile."""
     with monkeypatch.context() as m:
         _fail_writes(m, hit, err)
+        if slow is not None:
+            _slow_writes(m, slow)
         line = _fails_cleanly(args, *needles)
     return line
 
@@ -287,8 +327,11 @@ def test_a_full_disk_while_writing_the_store_is_one_line_and_resumes(smoke_store
                          f"{store}/_progress/chunk_000007.claim: no space left on device")
     assert not (store / "_progress" / "chunk_000007.claim").exists()     # no half claim blocks chunk 7
     extra = str(store / "extra") + os.sep      # the class prototypes, written once every chunk is
+    # with the store's own metadata slow to write: no write may still be running when the
+    # command returns (zarr writes parent groups beside the array, leaving a temporary behind)
     _fails_then_restored(monkeypatch, lambda p: p.startswith(extra), errno.ENOSPC, args,
-                         f"{store}/extra/class_prototypes/sort: no space left on device")
+                         f"{store}/extra/class_prototypes/sort: no space left on device",
+                         slow=lambda p: os.path.dirname(p) == str(store))
     assert len(list((store / "_progress").iterdir())) == 13
     assert _no_temporaries(tmp_path) == []
     out = CliRunner().invoke(main, args)

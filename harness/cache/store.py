@@ -727,9 +727,19 @@ class ZarrStore(FeatureStore):
 
     def _put_extra(self, name: str, array: np.ndarray) -> None:
         # Under the lock: ranks that finish together may both write the same extra.
+        # Each node is written on its own: made from the root group, zarr writes the parent
+        # groups' metadata concurrently with the array's, and when one write fails (a full disk)
+        # the others are still running, leaving a temporary file behind after the error.
+        import zarr
+
         with store_lock(self.path):
-            arr = self._group.create_array(f"extra/{name}", shape=array.shape, dtype=array.dtype,
-                                           chunks=array.shape or None, compressors=[], overwrite=True)
+            parts = ["extra", *name.split("/")]
+            for k in range(1, len(parts)):
+                folder = self.path.joinpath(*parts[:k])
+                if not (folder / "zarr.json").exists():
+                    zarr.open_group(str(folder), mode="a")
+            arr = zarr.create_array(str(self.path.joinpath(*parts)), shape=array.shape, dtype=array.dtype,
+                                    chunks=array.shape or None, compressors=[], overwrite=True)
             arr[...] = array
 
     def _get_extra(self, name: str) -> np.ndarray:
