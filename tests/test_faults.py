@@ -182,16 +182,11 @@ def test_a_bad_setting_fails_before_teachers_or_a_store_are_made(tmp_path, monke
 # as the system does (a write that stores part of its data then raises ENOSPC; an open or mkdir
 # refused with EACCES / EROFS).
 
-class _FullDiskFile:
-    """A file on a disk that fills up during the first write: half the bytes land, then ENOSPC."""
+class _WrappedFile:
+    """A file whose writes behave as a subclass says; everything else is the real file's."""
 
     def __init__(self, fh):
         self._fh = fh
-
-    def write(self, data):
-        self._fh.write(data[: len(data) // 2])
-        self._fh.flush()
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     def __getattr__(self, name):
         return getattr(self._fh, name)
@@ -201,6 +196,15 @@ class _FullDiskFile:
 
     def __exit__(self, *exc):
         self._fh.close()
+
+
+class _FullDiskFile(_WrappedFile):
+    """A file on a disk that fills up during the first write: half the bytes land, then ENOSPC."""
+
+    def write(self, data):
+        self._fh.write(data[: len(data) // 2])
+        self._fh.flush()
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
 def _fail_writes(monkeypatch, hit, err):
@@ -241,25 +245,13 @@ def _fail_writes(monkeypatch, hit, err):
     monkeypatch.setattr(os, "mkdir", fake_mkdir)
 
 
-class _SlowFile:
+class _SlowFile(_WrappedFile):
     """A file on a slow disk: each write lands, then takes a while to return."""
-
-    def __init__(self, fh):
-        self._fh = fh
 
     def write(self, data):
         n = self._fh.write(data)
         time.sleep(0.5)
         return n
-
-    def __getattr__(self, name):
-        return getattr(self._fh, name)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self._fh.close()
 
 
 def _slow_writes(monkeypatch, hit):
