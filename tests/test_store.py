@@ -425,3 +425,61 @@ def test_two_uncoordinated_writers_share_the_chunks(tmp_path, reference, fmt):
     leftovers = [p.name for p in path.parent.iterdir() if "claim" in p.name] + (
         [p.name for p in (path / "_progress").glob("*.claim")] if fmt == "zarr" else [])
     assert leftovers == []
+
+
+@pytest.mark.parametrize("compression", ["lz4", "zstd", "zstd-bitshuffle", "none"])
+def test_zarr_chunks_decoded_directly_equal_zarrs_own_read(tmp_path, compression):
+    """A whole chunk of a store this harness wrote is decoded from its file without zarr: every
+    chunk of every field (uint8, int64, float16, float32; the last chunk part-filled) equals what
+    zarr itself reads, a chunk never written (all zeros) reads as zeros, and a damaged or
+    truncated file is one line naming the chunk and field."""
+    path = tmp_path / "s.zarr"
+    zero = 3
+
+    def chunk(i):
+        out = make_chunk(i)
+        return {k: np.zeros_like(v) for k, v in out.items()} if i == zero else out
+
+    st = write_store(path, FIELDS, N, CHUNK, MANIFEST, chunk, compression=compression, progress=False)
+    st.close()
+    with FeatureStore.open(path) as st:
+        want = "raw" if compression == "none" else "blosc"
+        assert st._direct == {f.name: want for f in FIELDS}          # the direct path is the one taken
+        for i in range(N_CHUNKS):
+            got = st.read_chunk(i)
+            for f in FIELDS:
+                oracle = np.asarray(st._arrays[f.name][slice(*st.chunk_range(i))])   # zarr's own decoding
+                assert got[f.name].dtype == oracle.dtype and got[f.name].shape == oracle.shape, (i, f.name)
+                np.testing.assert_array_equal(got[f.name], oracle, err_msg=f"{i} {f.name}")
+                assert got[f.name].flags.writeable
+        assert not st._chunk_files("teachers/sort/conv4", zero).exists()
+        assert not st.read_chunk(zero)["teachers/sort/conv4"].any()
+    victim = path / "teachers" / "sort" / "logits" / "c" / "5" / "0" / "0"
+    data = victim.read_bytes()
+    for bad in (data[: len(data) // 2], np.random.default_rng(1).bytes(len(data))):
+        victim.write_bytes(bad)
+        with FeatureStore.open(path) as st, pytest.raises(StoreError, match=r"chunk 5, field 'teachers/sort/logits'"):
+            st.read_chunk(5)
+
+
+def test_a_zarr_layout_the_store_did_not_write_goes_through_zarr(tmp_path):
+    """Other codecs, chunk shapes or key encodings are not decoded directly."""
+    import zarr
+    from zarr.codecs import ZstdCodec
+
+    from harness.cache.store import FieldSpec, _direct_codec
+
+    spec = FieldSpec("x", (3,), "float32")
+    plain = zarr.create_array(str(tmp_path / "a"), shape=(10, 3), chunks=(5, 3), dtype="float32", fill_value=0,
+                              compressors=[], chunk_key_encoding={"name": "default", "separator": "/"})
+    assert _direct_codec(plain, spec, 5) == "raw"
+    assert _direct_codec(plain, spec, 4) is None                      # another chunk shape
+    other = [zarr.create_array(str(tmp_path / "b"), shape=(10, 3), chunks=(5, 3), dtype="float32", fill_value=0,
+                               compressors=[ZstdCodec()], chunk_key_encoding={"name": "default", "separator": "/"}),
+             zarr.create_array(str(tmp_path / "c"), shape=(10, 3), chunks=(5, 3), dtype="float32", fill_value=0,
+                               compressors=[], chunk_key_encoding={"name": "default", "separator": "."}),
+             zarr.create_array(str(tmp_path / "d"), shape=(10, 3), chunks=(5, 3), dtype="float32", fill_value=1,
+                               compressors=[], chunk_key_encoding={"name": "default", "separator": "/"}),
+             zarr.create_array(str(tmp_path / "e"), shape=(10, 3), chunks=(5, 3), shards=(10, 3), dtype="float32",
+                               fill_value=0, compressors=[], chunk_key_encoding={"name": "default", "separator": "/"})]
+    assert [_direct_codec(a, spec, 5) for a in other] == [None] * 4
