@@ -134,6 +134,31 @@ def test_per_view_fields_are_gathered_at_each_items_view(store):
     np.testing.assert_array_equal(b["teachers/sort/logits"].numpy(), DATA["teachers/sort/logits"][:50, 2])
 
 
+@pytest.mark.parametrize("split, batch", [(None, 32), (None, 1), ("train", 7)])
+def test_reused_chunk_buffers_never_change_a_batch_already_delivered(store, split, batch, monkeypatch):
+    """Chunks are decoded into the buffers of chunks already drawn out, across epochs. Every batch
+    of three epochs is kept as delivered (no copy) and checked only at the end against the
+    written arrays: a batch that shared memory with a reused buffer would have been overwritten.
+    Single-item batches keep one chunk's rows in one piece; a split leaves chunks part-filtered."""
+    allocated = []
+    real = store.chunk_buffers
+    monkeypatch.setattr(store, "chunk_buffers", lambda names: allocated.append(1) or real(names))
+    reader = StreamingReader(store, batch_size=batch, seed=4, shuffle_buffer=2, prefetch=1, split=split)
+    kept = []
+    for epoch in range(3):
+        reader.set_epoch(epoch)
+        kept += list(reader)
+    if split is None:
+        # chunk buffers come back: far fewer sets than chunks read (3 epochs x 21 chunks)
+        assert len(allocated) <= 2 + 1 + 2
+    for b in kept:
+        idx, v = b["index"].numpy(), b["view_index"].numpy()
+        for name in ("teachers/sort/conv4", "teachers/track/logits", "views"):
+            np.testing.assert_array_equal(b[name].numpy(), DATA[name][idx, v], err_msg=name)
+        for name in ("frames", "label", "video"):
+            np.testing.assert_array_equal(b[name].numpy(), DATA[name][idx], err_msg=name)
+
+
 def reader_threads():
     return [t for t in threading.enumerate() if t.name == "store-reader"]
 
@@ -168,11 +193,11 @@ def test_a_pass_finalised_in_another_thread_does_not_wait_for_its_reads(store, m
     real = reader.store.read_chunk
     calls = []
 
-    def slow(i, names=None):
+    def slow(i, names=None, **kwargs):
         calls.append(i)
         if len(calls) > 1:          # the second read blocks until released
             release.wait(10)
-        return real(i, names)
+        return real(i, names, **kwargs)
 
     monkeypatch.setattr(reader.store, "read_chunk", slow)
     it = iter(reader)
@@ -192,7 +217,7 @@ def test_a_pass_finalised_in_another_thread_does_not_wait_for_its_reads(store, m
 def test_errors_in_the_reading_thread_reach_the_caller(store, monkeypatch):
     reader = StreamingReader(store, batch_size=4)
 
-    def broken(i, names=None):
+    def broken(i, names=None, **kwargs):
         raise OSError(f"disk gone at chunk {i}")
 
     monkeypatch.setattr(reader.store, "read_chunk", broken)

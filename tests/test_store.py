@@ -483,3 +483,20 @@ def test_a_zarr_layout_the_store_did_not_write_goes_through_zarr(tmp_path):
              zarr.create_array(str(tmp_path / "e"), shape=(10, 3), chunks=(5, 3), shards=(10, 3), dtype="float32",
                                fill_value=0, compressors=[], chunk_key_encoding={"name": "default", "separator": "/"})]
     assert [_direct_codec(a, spec, 5) for a in other] == [None] * 4
+
+
+def test_chunk_checksum_is_zlibs_crc32():
+    """The markers of every store record zlib's crc32; the faster ISA-L one used now must give the
+    same number for every array (sizes across its block boundaries, dtypes, a transposed view)."""
+    import zlib
+
+    from harness.cache import store as store_module
+
+    assert store_module._crc32.__module__.startswith("isal")     # the fast one is the one in use
+    rng = np.random.default_rng(5)
+    arrays = [np.zeros(0, np.uint8), rng.integers(0, 256, 1, dtype=np.uint8)]
+    arrays += [rng.standard_normal(n).astype(dt) for n in (7, 64, 1000, 4097, 400_000)
+               for dt in (np.float16, np.float32, np.int64)]
+    arrays.append(rng.standard_normal((33, 17)).astype(np.float32).T)
+    for a in arrays:
+        assert store_module.chunk_checksum(a) == zlib.crc32(np.ascontiguousarray(a).tobytes()), (a.dtype, a.shape)

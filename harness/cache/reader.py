@@ -110,6 +110,9 @@ class StreamingReader:
         self._chunk_counts = np.asarray(per_chunk, dtype=np.int64)
         self._chunks = np.flatnonzero(self._chunk_counts)
         # Instrumentation: chunks read and not yet released (the memory bound under test).
+        # Buffers of chunks drawn out, decoded into again (this epoch or the next); never more
+        # sets than chunks alive at once.
+        self._spare: queue.SimpleQueue = queue.SimpleQueue()
         self._alive_lock = threading.Lock()
         self.chunks_alive = 0
         self.max_chunks_alive = 0
@@ -152,22 +155,31 @@ class StreamingReader:
             self.chunks_alive += n
             self.max_chunks_alive = max(self.max_chunks_alive, self.chunks_alive)
 
-    def _produce(self, chunks: np.ndarray, q: queue.Queue, stop: threading.Event) -> None:
+    def _produce(self, chunks: np.ndarray, q: queue.Queue, stop: threading.Event, spare: queue.SimpleQueue) -> None:
+        # Chunks are decoded into the buffers of chunks already drawn out (``spare``): fresh
+        # memory's first touch cost 3.5x the decoding itself and left the reader at 0.4 of a
+        # plain read of the files (docs/SPEED.md, figure 4).
         try:
             for c in chunks:
                 if stop.is_set():
                     return
                 a, b = self.store.chunk_range(int(c))
-                data = self.store.read_chunk(int(c), self.fields)
+                try:
+                    buffers = spare.get_nowait()
+                except queue.Empty:
+                    buffers = self.store.chunk_buffers(self.fields)
+                data = self.store.read_chunk(int(c), self.fields, buffers=buffers)
                 self._check_finite(int(c), data)
                 idx = np.arange(a, b, dtype=np.int64)
                 if self._keep is not None:
                     rows = np.flatnonzero(self._keep[a:b])
                     if len(rows) < b - a:
-                        data = {k: v[rows] for k, v in data.items()}
+                        data = {k: v[rows] for k, v in data.items()}   # copies: the buffers are free again
                         idx = idx[rows]
+                        spare.put(buffers)
+                        buffers = None
                 self._acquire(1)
-                if not self._hand_over((idx, data), q, stop):
+                if not self._hand_over((idx, data, buffers), q, stop):
                     self._acquire(-1)
                     return
             self._hand_over(_END, q, stop)
@@ -203,7 +215,8 @@ class StreamingReader:
         hold = self.shuffle_buffer if self.shuffle else 1
         q: queue.Queue = queue.Queue(maxsize=self.prefetch)
         stop = threading.Event()
-        thread = threading.Thread(target=self._produce, args=(chunks, q, stop), daemon=True, name="store-reader")
+        spare = self._spare
+        thread = threading.Thread(target=self._produce, args=(chunks, q, stop, spare), daemon=True, name="store-reader")
         thread.start()
         owner = threading.current_thread()
         pool: list[_Chunk] = []
@@ -223,9 +236,9 @@ class StreamingReader:
                         elif isinstance(got, BaseException):
                             raise got
                         else:
-                            idx, data = got
+                            idx, data, buffers = got
                             rest = rng.permutation(len(idx)) if self.shuffle else np.arange(len(idx))
-                            pool.append(_Chunk(idx, data, rest))
+                            pool.append(_Chunk(idx, data, rest, buffers))
                     sizes = np.array([len(c.rest) for c in pool], dtype=np.int64)
                     total = int(sizes.sum())
                     if total == 0:
@@ -241,7 +254,12 @@ class StreamingReader:
                             # and the consumer never holds more than `hold` chunks.
                             pieces.append(self._gather(c, c.rest[local], views))
                             c.rest = np.delete(c.rest, local)
-                    drawn_out = sum(1 for c in pool if len(c.rest) == 0)
+                    drawn_out = 0
+                    for c in pool:
+                        if len(c.rest) == 0:
+                            drawn_out += 1
+                            if c.buffers is not None:   # every row was copied out: reusable
+                                spare.put(c.buffers)
                     pool = [c for c in pool if len(c.rest)]
                     self._acquire(-drawn_out)
                     drained += drawn_out
@@ -291,9 +309,11 @@ class StreamingReader:
 
 
 class _Chunk:
-    """A chunk held by the shuffle pool: store indices, field arrays, rows not yet drawn."""
+    """A chunk held by the shuffle pool: store indices, field arrays, rows not yet drawn, and
+    the buffers the arrays are views of (None when they are copies)."""
 
-    __slots__ = ("idx", "data", "rest")
+    __slots__ = ("idx", "data", "rest", "buffers")
 
-    def __init__(self, idx: np.ndarray, data: dict[str, np.ndarray], rest: np.ndarray):
-        self.idx, self.data, self.rest = idx, data, rest
+    def __init__(self, idx: np.ndarray, data: dict[str, np.ndarray], rest: np.ndarray,
+                 buffers: dict[str, np.ndarray] | None):
+        self.idx, self.data, self.rest, self.buffers = idx, data, rest, buffers
