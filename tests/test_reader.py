@@ -248,3 +248,14 @@ def test_all_finite_agrees_with_isfinite_on_every_special_value(dtype):
         arr = np.broadcast_to(finite, (3, 7)).copy()
         arr[2, 4] = bad
         assert not all_finite(arr) and not np.isfinite(arr).all()
+
+
+def test_all_finite_agrees_with_isfinite_on_every_half_float():
+    """All 65,536 float16 bit patterns, one at a time among finite values, and the empty array."""
+    from harness.cache.reader import all_finite
+
+    every = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16)
+    want = np.isfinite(every)
+    got = [all_finite(np.array([1.0, every[i], -2.0], np.float16)) for i in range(len(every))]
+    np.testing.assert_array_equal(np.array(got), want)
+    assert all_finite(np.zeros(0, np.float16))

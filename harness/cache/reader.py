@@ -26,6 +26,7 @@ _END = object()
 
 
 _HALF_EXPONENT = np.uint16(0x7C00)
+_HALF_MAGNITUDE = np.uint16(0x7FFF)
 
 
 def all_finite(arr: np.ndarray) -> bool:
@@ -33,8 +34,11 @@ def all_finite(arr: np.ndarray) -> bool:
     checked on its bits, exponent all ones meaning Inf or NaN: numpy's isfinite has no fast
     half-float loop and took a third of the reader's time (docs/SPEED.md)."""
     if arr.dtype == np.float16:
+        if arr.size == 0:
+            return True
+        # without the sign bit, Inf and NaN are exactly the bit patterns >= the exponent mask
         bits = np.ascontiguousarray(arr).view(np.uint16)
-        return not np.any((bits & _HALF_EXPONENT) == _HALF_EXPONENT)
+        return bool((bits & _HALF_MAGNITUDE).max() < _HALF_EXPONENT)
     return bool(np.isfinite(arr).all())
 
 
@@ -226,7 +230,8 @@ class StreamingReader:
         exhausted = False
         try:
             for _ in range(n_batches):
-                pieces: list[dict[str, np.ndarray]] = []
+                batch: dict[str, np.ndarray] | None = None
+                filled = 0
                 need = self.batch_size
                 while need > 0:
                     while not exhausted and (len(pool) + drained < hold or not pool):
@@ -250,9 +255,12 @@ class StreamingReader:
                     for c, lo, hi in zip(pool, offsets[:-1], offsets[1:]):
                         local = pick[(pick >= lo) & (pick < hi)] - lo
                         if len(local):
-                            # Rows are copied out now, so a drawn-out chunk is released at once
-                            # and the consumer never holds more than `hold` chunks.
-                            pieces.append(self._gather(c, c.rest[local], views))
+                            # Rows are copied out now, straight into the batch, so a drawn-out
+                            # chunk is released at once and the consumer never holds more than
+                            # `hold` chunks.
+                            if batch is None:
+                                batch = self._new_batch(c)
+                            filled = self._gather_into(batch, filled, c, c.rest[local], views)
                             c.rest = np.delete(c.rest, local)
                     drawn_out = 0
                     for c in pool:
@@ -264,10 +272,10 @@ class StreamingReader:
                     self._acquire(-drawn_out)
                     drained += drawn_out
                     need -= take
-                if not pieces or (self.drop_last and need > 0):
+                if batch is None or (self.drop_last and need > 0):
                     break
                 drained = 0
-                yield self._assemble(pieces)
+                yield {k: self._to_device(v[:filled] if filled < len(v) else v) for k, v in batch.items()}
         finally:
             stop.set()
             if threading.current_thread() is not owner:
@@ -287,19 +295,32 @@ class StreamingReader:
                 leftover += isinstance(q.get_nowait(), tuple)
             self._acquire(-leftover)
 
-    def _gather(self, chunk: "_Chunk", rows: np.ndarray, views: np.ndarray | None) -> dict[str, np.ndarray]:
-        idx = chunk.idx[rows]
-        vidx = views[idx].astype(np.int64) if views is not None else np.full(len(idx), int(self.view), np.int64)
-        out = {"index": idx, "view_index": vidx}
+    def _new_batch(self, chunk: "_Chunk") -> dict[str, np.ndarray]:
+        """Empty arrays for a whole batch, shaped after ``chunk``'s fields (one view of each
+        per-view field)."""
+        out = {"index": np.empty(self.batch_size, np.int64), "view_index": np.empty(self.batch_size, np.int64)}
         for name in self.fields:
             arr = chunk.data[name]
-            out[name] = arr[rows, vidx] if name in self._per_view else arr[rows]
+            out[name] = np.empty((self.batch_size, *arr.shape[2 if name in self._per_view else 1:]), arr.dtype)
         return out
 
-    def _assemble(self, pieces: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
-        if len(pieces) == 1:
-            return {k: self._to_device(np.ascontiguousarray(v)) for k, v in pieces[0].items()}
-        return {k: self._to_device(np.concatenate([p[k] for p in pieces])) for k in pieces[0]}
+    def _gather_into(self, batch: dict[str, np.ndarray], at: int, chunk: "_Chunk", rows: np.ndarray,
+                     views: np.ndarray | None) -> int:
+        """Copy ``chunk``'s ``rows`` (at each item's view) into ``batch`` from row ``at``; the
+        next free row. One copy: gathering pieces and then concatenating them took a fifth of
+        the reader's time (docs/SPEED.md, figure 4)."""
+        idx = chunk.idx[rows]
+        end = at + len(rows)
+        vidx = views[idx].astype(np.int64) if views is not None else np.full(len(idx), int(self.view), np.int64)
+        batch["index"][at:end], batch["view_index"][at:end] = idx, vidx
+        for name in self.fields:
+            arr = chunk.data[name]
+            if name in self._per_view:    # item r at view v is row r * views + v of (items x views)
+                flat = arr.reshape(arr.shape[0] * arr.shape[1], *arr.shape[2:])
+                np.take(flat, rows * arr.shape[1] + vidx, axis=0, out=batch[name][at:end], mode="clip")
+            else:
+                np.take(arr, rows, axis=0, out=batch[name][at:end], mode="clip")
+        return end
 
     def _to_device(self, arr: np.ndarray) -> torch.Tensor:
         t = torch.from_numpy(arr)
