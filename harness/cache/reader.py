@@ -159,8 +159,8 @@ class StreamingReader:
             self.chunks_alive += n
             self.max_chunks_alive = max(self.max_chunks_alive, self.chunks_alive)
 
-    def _produce(self, chunks: np.ndarray, q: queue.Queue, stop: threading.Event, spare: queue.SimpleQueue) -> None:
-        # Chunks are decoded into the buffers of chunks already drawn out (``spare``): fresh
+    def _produce(self, chunks: np.ndarray, q: queue.Queue, stop: threading.Event) -> None:
+        # Chunks are decoded into the buffers of chunks already drawn out (``_spare``): fresh
         # memory's first touch cost 3.5x the decoding itself and left the reader at 0.4 of a
         # plain read of the files (docs/SPEED.md, figure 4).
         try:
@@ -169,7 +169,7 @@ class StreamingReader:
                     return
                 a, b = self.store.chunk_range(int(c))
                 try:
-                    buffers = spare.get_nowait()
+                    buffers = self._spare.get_nowait()
                 except queue.Empty:
                     buffers = self.store.chunk_buffers(self.fields)
                 data = self.store.read_chunk(int(c), self.fields, buffers=buffers)
@@ -180,7 +180,7 @@ class StreamingReader:
                     if len(rows) < b - a:
                         data = {k: v[rows] for k, v in data.items()}   # copies: the buffers are free again
                         idx = idx[rows]
-                        spare.put(buffers)
+                        self._spare.put(buffers)
                         buffers = None
                 self._acquire(1)
                 if not self._hand_over((idx, data, buffers), q, stop):
@@ -219,8 +219,7 @@ class StreamingReader:
         hold = self.shuffle_buffer if self.shuffle else 1
         q: queue.Queue = queue.Queue(maxsize=self.prefetch)
         stop = threading.Event()
-        spare = self._spare
-        thread = threading.Thread(target=self._produce, args=(chunks, q, stop, spare), daemon=True, name="store-reader")
+        thread = threading.Thread(target=self._produce, args=(chunks, q, stop), daemon=True, name="store-reader")
         thread.start()
         owner = threading.current_thread()
         pool: list[_Chunk] = []
@@ -267,7 +266,7 @@ class StreamingReader:
                         if len(c.rest) == 0:
                             drawn_out += 1
                             if c.buffers is not None:   # every row was copied out: reusable
-                                spare.put(c.buffers)
+                                self._spare.put(c.buffers)
                     pool = [c for c in pool if len(c.rest)]
                     self._acquire(-drawn_out)
                     drained += drawn_out

@@ -531,8 +531,9 @@ class FeatureStore(ABC):
     def _read(self, name: str, sel: slice) -> np.ndarray: ...
 
     def chunk_buffers(self, names: Sequence[str]) -> dict[str, np.ndarray]:
-        """Uninitialised arrays a whole chunk of each of ``names`` fits in (for read_chunk)."""
-        return {n: np.empty((self.chunk_items, *self.field(n).item_shape), dtype=self.field(n).dtype) for n in names}
+        """Uninitialised arrays a whole chunk of those of ``names`` fits in that read_chunk
+        decodes into (none here; a backend that can says which)."""
+        return {}
 
     def _read_whole_chunk(self, name: str, i: int, start: int, stop: int, out: np.ndarray | None) -> np.ndarray:
         """Items ``start:stop`` (all of chunk ``i``) of field ``name``, into ``out`` if the
@@ -668,8 +669,12 @@ class ZarrStore(FeatureStore):
         super().__init__(path, record, mode)
         import zarr
 
-        self._group = zarr.open_group(str(path), mode="r+" if mode == "r+" else "r")
-        self._arrays = {f.name: self._group[f.name] for f in self._fields}
+        self._open_arrays(zarr.open_group(str(path), mode="r+" if mode == "r+" else "r"))
+
+    def _open_arrays(self, group) -> None:
+        """The fields' arrays in ``group``, and which of them :meth:`_read_whole_chunk` decodes itself."""
+        self._group = group
+        self._arrays = {f.name: group[f.name] for f in self._fields}
         self._direct = {f.name: _direct_codec(self._arrays[f.name], f, self.chunk_items) for f in self._fields}
 
     @staticmethod
@@ -718,9 +723,13 @@ class ZarrStore(FeatureStore):
     def claims_dir(self) -> Path:
         return self.path / "_progress"
 
+    def _chunk_key(self, name: str, i: int) -> list[str]:
+        """The parts of chunk ``i``'s file of ``name`` below the store's folder (the fixed key
+        encoding: ``<field>/c/<i>/0/...``, one 0 per item axis)."""
+        return [*name.split("/"), "c", str(i), *["0"] * len(self._by_name[name].item_shape)]
+
     def _chunk_files(self, name: str, i: int) -> Path:
-        spec = self._by_name[name]
-        return self.path.joinpath(*name.split("/"), "c", str(i), *["0"] * len(spec.item_shape))
+        return self.path.joinpath(*self._chunk_key(name, i))
 
     def _write_chunk(self, i: int, data: dict[str, np.ndarray], checksums: dict[str, int]) -> None:
         start, stop = self.chunk_range(i)
@@ -760,6 +769,11 @@ class ZarrStore(FeatureStore):
 
     def _read(self, name: str, sel: slice) -> np.ndarray:
         return np.asarray(self._arrays[name][sel])
+
+    def chunk_buffers(self, names: Sequence[str]) -> dict[str, np.ndarray]:
+        # the fields decoded here directly; zarr's own path allocates its arrays itself
+        return {n: np.empty((self.chunk_items, *self.field(n).item_shape), dtype=self.field(n).dtype)
+                for n in names if self._direct[self.field(n).name] is not None}
 
     def _read_whole_chunk(self, name: str, i: int, start: int, stop: int, out: np.ndarray | None) -> np.ndarray:
         # A whole chunk is one file in a layout this store wrote: decoded here directly, since
@@ -1079,9 +1093,7 @@ class RemoteZarrStore(ZarrStore):
 
         self._fs, self._root = self.filesystem(url)
         try:
-            self._group = zarr.open_group(store=FsspecStore.from_url(url, read_only=True), mode="r")
-            self._arrays = {f.name: self._group[f.name] for f in self._fields}
-            self._direct = {f.name: _direct_codec(self._arrays[f.name], f, self.chunk_items) for f in self._fields}
+            self._open_arrays(zarr.open_group(store=FsspecStore.from_url(url, read_only=True), mode="r"))
         except (KeyError, FileNotFoundError, ValueError) as exc:
             raise StoreError(f"{url}: the store's arrays cannot be opened ({type(exc).__name__}: {exc}); "
                              f"copy the whole store folder") from None
@@ -1115,9 +1127,8 @@ class RemoteZarrStore(ZarrStore):
         return cls(url, record, mode)
 
     def _chunk_file_bytes(self, name: str, i: int) -> bytes | None:
-        key = "/".join([self._root, name, "c", str(i), *["0"] * len(self._by_name[name].item_shape)])
         try:
-            return self._fs.cat_file(key)
+            return self._fs.cat_file("/".join([self._root, *self._chunk_key(name, i)]))
         except FileNotFoundError:
             return None
 
