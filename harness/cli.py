@@ -178,8 +178,9 @@ class HarnessGroup(click.Group):
 @click.group(cls=HarnessGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="harness")
 @click.option("--deterministic", is_flag=True,
-              help="CPU results independent of thread count and SIMD level (1 thread, portable kernels, oneDNN "
-                   "off; slower); the same as HARNESS_DETERMINISTIC=1. Its runs get their own folders.")
+              help="CPU results independent of thread count and SIMD level, and of the CPU model on emulated "
+                   "CPUs (1 thread, portable kernels, oneDNN off, IEEE square roots; slower); the same as "
+                   "HARNESS_DETERMINISTIC=1. Its runs get their own folders.")
 def main(deterministic):
     """Multi-teacher knowledge distillation for video classification.
 

@@ -11,7 +11,11 @@ every choice that was seen to move a run's numbers on one machine (docs/REPRODUC
   before any torch import; a torch imported earlier with other kernels is an error, not a
   silent fall-back;
 - oneDNN and NNPACK off (their convolutions pick kernels by instruction set), so convolutions
-  run ATen's im2col + MKL GEMM; ``torch.use_deterministic_algorithms(True)``.
+  run ATen's im2col + MKL GEMM; ``torch.use_deterministic_algorithms(True)``;
+- ``torch.sqrt`` (and ``Tensor.sqrt``, ``Tensor.sqrt_``) of float CPU tensors computed by the
+  CPU's IEEE square root (``ieee_sqrt``) instead of MKL VML's ``vsSqrt``/``vdSqrt``, which
+  torch calls for float tensors: VML's results are not correctly rounded and depend on the
+  CPU even under ``MKL_CBWR=COMPATIBLE``, while IEEE 754 fixes every bit of a square root.
 
 The mode is part of a run's key only when it is on (``keyed``): runs made without it keep
 their folders. This module imports no torch at import time.
@@ -32,7 +36,7 @@ IMPORT_ENV = {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE", "OMP_N
               "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 # what the mode sets, as it enters a run's key (a changed set of switches is a new run)
 SWITCHES = {"env": IMPORT_ENV, "threads": 1, "interop_threads": 1, "deterministic_algorithms": True,
-            "onednn": False, "nnpack": False}
+            "onednn": False, "nnpack": False, "sqrt": "ieee"}
 
 _ON, _OFF = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
 
@@ -92,7 +96,89 @@ def apply() -> bool:
     torch.use_deterministic_algorithms(True)
     torch.backends.mkldnn.enabled = False
     torch.backends.nnpack.set_flags(False)
+    _install_ieee_sqrt(torch)
     return True
+
+
+def ieee_sqrt(x):
+    """The square root of a float32/float64 CPU tensor by numpy's ``sqrt`` (the CPU's square-root
+    instruction: IEEE 754 makes it correctly rounded, so every CPU gives the same bits), with
+    torch's own gradient, ``grad / (2 sqrt(x))``. Anything else goes to torch's sqrt."""
+    import torch
+
+    if not _ieee_sqrt_applies(x):
+        return (_TORCH_SQRT[0] if _TORCH_SQRT else torch.sqrt)(x)
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _ieee_sqrt_function().apply(x)
+    return _sqrt_values(x)
+
+
+def _ieee_sqrt_applies(x) -> bool:
+    import torch
+
+    return (type(x) in (torch.Tensor, torch.nn.Parameter) and x.device.type == "cpu"
+            and x.dtype in (torch.float32, torch.float64) and x.layout == torch.strided)
+
+
+def _sqrt_values(x):
+    import numpy as np
+    import torch
+
+    out = torch.empty(x.shape, dtype=x.dtype)
+    with np.errstate(invalid="ignore"):   # NaN for negative input, silently, as torch's sqrt
+        np.sqrt(x.detach().contiguous().numpy(), out=out.numpy())
+    return out
+
+
+_FUNCTION: list = []
+_TORCH_SQRT: list = []   # torch's own sqrt, torch.Tensor.sqrt and torch.Tensor.sqrt_, kept when replaced
+
+
+def _ieee_sqrt_function():
+    if not _FUNCTION:
+        import torch
+
+        class IEEESqrt(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                y = _sqrt_values(x)
+                ctx.save_for_backward(y)
+                return y
+
+            @staticmethod
+            def backward(ctx, grad):
+                (y,) = ctx.saved_tensors
+                return grad / (2 * y)   # torch's own SqrtBackward
+
+        _FUNCTION.append(IEEESqrt)
+    return _FUNCTION[0]
+
+
+def _install_ieee_sqrt(torch) -> None:
+    """Replace ``torch.sqrt``, ``Tensor.sqrt`` and ``Tensor.sqrt_`` by ``ieee_sqrt`` for this process
+    (idempotent). torch's optimisers call ``Tensor.sqrt`` (Adam's second moment), so a switch
+    inside the harness's own code alone would leave them on VML."""
+    if _TORCH_SQRT:
+        return
+    _TORCH_SQRT.extend((torch.sqrt, torch.Tensor.sqrt, torch.Tensor.sqrt_))
+    torch_sqrt, tensor_sqrt, tensor_sqrt_ = _TORCH_SQRT
+
+    def sqrt(input, *, out=None):
+        if not _ieee_sqrt_applies(input):
+            return torch_sqrt(input, out=out)
+        return ieee_sqrt(input) if out is None else out.copy_(_sqrt_values(input))
+
+    def method_sqrt(self):
+        return ieee_sqrt(self) if _ieee_sqrt_applies(self) else tensor_sqrt(self)
+
+    def method_sqrt_(self):
+        if not _ieee_sqrt_applies(self):
+            return tensor_sqrt_(self)
+        if torch.is_grad_enabled() and self.requires_grad:
+            return self.copy_(ieee_sqrt(self.clone()))
+        return self.copy_(_sqrt_values(self))
+
+    torch.sqrt, torch.Tensor.sqrt, torch.Tensor.sqrt_ = sqrt, method_sqrt, method_sqrt_
 
 
 def keyed(config: Any) -> Any:

@@ -2,6 +2,8 @@
 switches recorded, and the keys of runs made without it unchanged."""
 
 import os
+import platform
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -118,3 +120,101 @@ def test_run_json_records_the_mode_and_footers_name_it_only_when_on(monkeypatch)
     assert record["deterministic_mode"]["threads"] == torch.get_num_threads()
     on = {**record, "deterministic_mode": {**record["deterministic_mode"], "on": True}}
     assert machine_summary(on).endswith(", deterministic mode")
+
+
+def _correctly_rounded(x: float, y: float) -> bool:
+    """Whether ``y`` is sqrt(x) rounded to the nearest float64 (exact rational arithmetic): x lies
+    between the squares of the midpoints to y's neighbours."""
+    import math
+    from fractions import Fraction
+
+    lo = (Fraction(y) + Fraction(math.nextafter(y, 0.0))) / 2
+    hi = (Fraction(y) + Fraction(math.nextafter(y, math.inf))) / 2
+    return lo * lo <= Fraction(x) <= hi * hi
+
+
+def test_ieee_sqrt_is_correctly_rounded_for_every_float32_mantissa_and_for_float64():
+    import numpy as np
+
+    # every float32 in [1, 4): both exponent parities, so every mantissa a square root can see
+    # (sqrt(4^k x) = 2^k sqrt(x) exactly); the oracle is float64's sqrt rounded once more, which is
+    # exact for float32 square roots (53 >= 2 * 24 + 2 bits)
+    bits = np.arange(np.float32(1).view(np.uint32), np.float32(4).view(np.uint32), dtype=np.uint32)
+    x = torch.from_numpy(bits.view(np.float32))
+    oracle = torch.from_numpy(np.sqrt(x.numpy().astype(np.float64)).astype(np.float32))
+    got = determinism.ieee_sqrt(x)
+    assert got.dtype == torch.float32 and torch.equal(got, oracle)
+    # float64: checked against the exact rational bounds, over 40 decades
+    g = torch.Generator().manual_seed(0)
+    xs = torch.exp(torch.empty(2000, dtype=torch.float64).uniform_(-46, 46, generator=g))
+    ys = determinism.ieee_sqrt(xs)
+    assert all(_correctly_rounded(a, b) for a, b in zip(xs.tolist(), ys.tolist()))
+    # special values as IEEE (and torch) have them; shape kept, 0-d included
+    special = torch.tensor([0.0, -0.0, float("inf"), float("nan"), -1.0])
+    got = determinism.ieee_sqrt(special)
+    assert got[:3].tolist() == [0.0, 0.0, float("inf")] and torch.signbit(got[1]) and got[3:].isnan().all()
+    assert determinism.ieee_sqrt(torch.tensor(2.25)).shape == () and float(determinism.ieee_sqrt(torch.tensor(2.25))) == 1.5
+    assert torch.equal(determinism.ieee_sqrt(x[:12].view(3, 4).t()), oracle[:12].view(3, 4).t())   # strided input
+
+
+def test_ieee_sqrt_has_torchs_gradient():
+    g = torch.Generator().manual_seed(1)
+    x = (torch.rand(5, 7, dtype=torch.float64, generator=g) + 0.1).requires_grad_()
+    assert torch.autograd.gradcheck(determinism.ieee_sqrt, (x,))
+    w = torch.randn(5, 7, dtype=torch.float64, generator=g)
+    (grad,) = torch.autograd.grad((determinism.ieee_sqrt(x) * w).sum(), x)
+    assert torch.equal(grad, w / (2 * determinism.ieee_sqrt(x.detach())))   # SqrtBackward's formula
+
+
+_MODE_SQRT = """
+import harness, torch, numpy as np
+from harness import determinism
+determinism.apply()
+x = torch.rand(1000) + 0.5
+oracle = torch.from_numpy(np.sqrt(x.numpy()))
+print(torch.equal(torch.sqrt(x), oracle), torch.equal(x.sqrt(), oracle), torch.equal(x.clone().sqrt_(), oracle),
+      torch.equal(torch.sqrt(x, out=torch.empty(1000)), oracle), torch.equal(torch.sqrt(x.half()).float(),
+      torch.sqrt(x.half().float()).half().float()))
+print(all(getattr(f, "__module__", "") == "harness.determinism" for f in (torch.sqrt, torch.Tensor.sqrt, torch.Tensor.sqrt_)))
+p = torch.nn.Parameter(torch.ones(3)); opt = torch.optim.Adam([p], lr=0.1)
+calls = []; inner = torch.Tensor.sqrt
+torch.Tensor.sqrt = lambda self: calls.append(1) or inner(self)
+p.sum().backward(); opt.step(); print(bool(calls))
+"""
+
+
+@pytest.mark.parametrize("mode", ["1", "0"])
+def test_the_mode_routes_torch_sqrt_and_adam_through_ieee_sqrt_and_only_the_mode(mode):
+    env = {k: v for k, v in os.environ.items() if k not in _STEERING}
+    env[determinism.ENV] = mode
+    done = subprocess.run([sys.executable, "-c", _MODE_SQRT], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    values, replaced, adam = done.stdout.split("\n")[:3]
+    assert adam == "True"   # Adam's second moment goes through Tensor.sqrt, the one the mode replaces
+    if mode == "1":
+        assert values == "True True True True True" and replaced == "True"
+    else:
+        assert replaced == "False"   # without the mode, torch's own sqrt
+
+
+QEMU = shutil.which("qemu-x86_64")
+# an emulated CPU of another vendor and instruction set than any x86-64 machine this runs on is
+# likely to be (Intel Haswell: AVX2 and FMA, no AVX512), through QEMU's user-mode emulator
+EMULATED_CPU = "Haswell-v4"
+
+
+@pytest.mark.skipif(QEMU is None or platform.machine() != "x86_64",
+                    reason="needs qemu-x86_64 (Debian: qemu-user) on an x86-64 machine")
+def test_deterministic_mode_gives_identical_weights_on_an_emulated_cpu_of_another_vendor(tmp_path, smoke_store):
+    def distill(runs: Path, *prefix: str) -> dict:
+        env = {k: v for k, v in os.environ.items() if k not in _STEERING}
+        env.update({determinism.ENV: "1", "HARNESS_RUNS": str(runs)})
+        done = subprocess.run([*prefix, sys.executable, "-m", "harness", "distill", "--method", "gl+gr", "--preset",
+                               "smoke", "--store", str(smoke_store), *ONE_EPOCH], env=env, capture_output=True,
+                              text=True, timeout=900)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return _weights(_only("distill/smoke/*/student.pt", runs))
+
+    here = distill(tmp_path / "here")
+    emulated = distill(tmp_path / "emulated", QEMU, "-cpu", EMULATED_CPU)
+    assert _identical(here, emulated), f"the mode's weights differ on an emulated {EMULATED_CPU}"
