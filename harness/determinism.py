@@ -192,7 +192,8 @@ def keyed(config: Any) -> Any:
 
 def state() -> dict:
     """What run.json records: whether the mode is on and the switches in effect (threads, kernel
-    level, oneDNN / NNPACK, deterministic algorithms, the load-time variables as torch saw them)."""
+    level, oneDNN / NNPACK, deterministic algorithms, whose square root, the load-time variables
+    as torch saw them)."""
     torch = sys.modules.get("torch")
     try:
         on = requested()
@@ -203,5 +204,6 @@ def state() -> dict:
         out.update(threads=torch.get_num_threads(), interop_threads=torch.get_num_interop_threads(),
                    aten_cpu_capability=torch.backends.cpu.get_cpu_capability(),
                    deterministic_algorithms=torch.are_deterministic_algorithms_enabled(),
-                   onednn=bool(torch.backends.mkldnn.enabled), nnpack=bool(torch._C._get_nnpack_enabled()))   # no public getter
+                   onednn=bool(torch.backends.mkldnn.enabled), nnpack=bool(torch._C._get_nnpack_enabled()),   # no public getter
+                   sqrt="ieee" if getattr(torch.sqrt, "__module__", "") == __name__ else "torch")
     return out

@@ -69,7 +69,7 @@ def test_deterministic_mode_gives_identical_weights_across_threads_and_kernel_le
         finetuned = _weights(_only("finetune/smoke/*/checkpoint.pt", runs))
         weights[name] = finetuned, _distill(runs, config, smoke_store, *mode)
         record = (_only("distill/smoke/*/run.json", runs)).read_text()
-        assert '"on": true' in record and '"aten_cpu_capability": "DEFAULT"' in record
+        assert '"on": true' in record and '"aten_cpu_capability": "DEFAULT"' in record and '"sqrt": "ieee"' in record
     (ft_a, st_a), (ft_b, st_b) = weights.values()
     assert _identical(ft_a, ft_b), "fine-tuned weights differ between configurations under the mode"
     assert _identical(st_a, st_b), "distilled weights differ between configurations under the mode"
@@ -118,6 +118,7 @@ def test_run_json_records_the_mode_and_footers_name_it_only_when_on(monkeypatch)
     record = numerics()
     assert record["deterministic_mode"]["on"] is False and "deterministic" not in record["summary"]
     assert record["deterministic_mode"]["threads"] == torch.get_num_threads()
+    assert record["deterministic_mode"]["sqrt"] == "torch"
     on = {**record, "deterministic_mode": {**record["deterministic_mode"], "on": True}}
     assert machine_summary(on).endswith(", deterministic mode")
 
