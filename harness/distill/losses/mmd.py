@@ -77,12 +77,14 @@ def gaussian_mmd(
         sigma2 = torch.full((x.shape[0],), float(sigma) ** 2, dtype=x.dtype, device=x.device)
     sigma2 = sigma2.detach()
     scales = torch.tensor(mult, dtype=x.dtype, device=x.device)
-    # (B, R): one denominator 2 sigma_r^2 per bandwidth.
-    denom = (2.0 * sigma2.unsqueeze(1) * scales.unsqueeze(0)).view(x.shape[0], -1, 1, 1)
+    # (B, R): one denominator -2 sigma_r^2 per bandwidth. The sign sits on the small denominator,
+    # not on the (B, n, m) distances: IEEE division is sign-symmetric, so d2 / (-den) has the bits
+    # of -(d2 / den) and of (-d2) / den, one full-size pass (and its backward) fewer.
+    neg_denom = (-2.0 * sigma2.unsqueeze(1) * scales.unsqueeze(0)).view(x.shape[0], -1, 1, 1)
 
     def kmean(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         d2 = pairwise_sq_dists(a, b).unsqueeze(1)          # (B, 1, n, m)
-        return torch.exp(-d2 / denom).mean((1, 2, 3))      # mean over bandwidths and pairs
+        return torch.exp(d2 / neg_denom).mean((1, 2, 3))   # mean over bandwidths and pairs
 
     value = kmean(x, x) + kmean(y, y) - 2.0 * kmean(x, y)
     return (value, sigma2) if return_sigma2 else value
