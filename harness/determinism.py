@@ -23,6 +23,7 @@ their folders. This module imports no torch at import time.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from typing import Any
@@ -130,28 +131,27 @@ def _sqrt_values(x):
     return out
 
 
-_FUNCTION: list = []
 _TORCH_SQRT: list = []   # torch's own sqrt, torch.Tensor.sqrt and torch.Tensor.sqrt_, kept when replaced
 
 
+@functools.cache
 def _ieee_sqrt_function():
-    if not _FUNCTION:
-        import torch
+    """The autograd function of ``ieee_sqrt`` (made on first use: this module imports no torch)."""
+    import torch
 
-        class IEEESqrt(torch.autograd.Function):
-            @staticmethod
-            def forward(ctx, x):
-                y = _sqrt_values(x)
-                ctx.save_for_backward(y)
-                return y
+    class IEEESqrt(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            y = _sqrt_values(x)
+            ctx.save_for_backward(y)
+            return y
 
-            @staticmethod
-            def backward(ctx, grad):
-                (y,) = ctx.saved_tensors
-                return grad / (2 * y)   # torch's own SqrtBackward
+        @staticmethod
+        def backward(ctx, grad):
+            (y,) = ctx.saved_tensors
+            return grad / (2 * y)   # torch's own SqrtBackward
 
-        _FUNCTION.append(IEEESqrt)
-    return _FUNCTION[0]
+    return IEEESqrt
 
 
 def _install_ieee_sqrt(torch) -> None:

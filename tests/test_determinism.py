@@ -28,11 +28,17 @@ _STEERING = {determinism.ENV, "ATEN_CPU_CAPABILITY", "DNNL_MAX_CPU_ISA", "ONEDNN
              "MKL_ENABLE_INSTRUCTIONS", "MKL_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"}
 
 
-def _harness(runs: Path, config: dict, *args: str) -> None:
+def _env(config: dict) -> dict:
+    """This process's environment without the variables that steer kernels, with ``config``."""
     env = {k: v for k, v in os.environ.items() if k not in _STEERING}
-    env.update(config, HARNESS_RUNS=str(runs))
-    done = subprocess.run([sys.executable, "-m", "harness", *args], env=env, capture_output=True, text=True,
-                          timeout=600)
+    env.update(config)
+    return env
+
+
+def _harness(runs: Path, config: dict, *args: str, prefix: tuple = ()) -> None:
+    """``harness ARGS`` in a fresh process (behind ``prefix``, e.g. an emulator)."""
+    done = subprocess.run([*prefix, sys.executable, "-m", "harness", *args],
+                          env=_env({**config, "HARNESS_RUNS": str(runs)}), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
 
 
@@ -51,9 +57,9 @@ def _only(pattern: str, root: Path) -> Path:
     return found
 
 
-def _distill(runs: Path, config: dict, store: Path, *mode: str) -> dict:
+def _distill(runs: Path, config: dict, store: Path, *mode: str, prefix: tuple = ()) -> dict:
     _harness(runs, config, *mode, "distill", "--method", "gl+gr", "--preset", "smoke", "--store", str(store),
-             *ONE_EPOCH)
+             *ONE_EPOCH, prefix=prefix)
     return _weights(_only("distill/smoke/*/student.pt", runs))
 
 
@@ -186,9 +192,8 @@ p.sum().backward(); opt.step(); print(bool(calls))
 
 @pytest.mark.parametrize("mode", ["1", "0"])
 def test_the_mode_routes_torch_sqrt_and_adam_through_ieee_sqrt_and_only_the_mode(mode):
-    env = {k: v for k, v in os.environ.items() if k not in _STEERING}
-    env[determinism.ENV] = mode
-    done = subprocess.run([sys.executable, "-c", _MODE_SQRT], env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", _MODE_SQRT], env=_env({determinism.ENV: mode}), capture_output=True,
+                          text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     values, replaced, adam = done.stdout.split("\n")[:3]
     assert adam == "True"   # Adam's second moment goes through Tensor.sqrt, the one the mode replaces
@@ -207,15 +212,7 @@ EMULATED_CPU = "Haswell-v4"
 @pytest.mark.skipif(QEMU is None or platform.machine() != "x86_64",
                     reason="needs qemu-x86_64 (Debian: qemu-user) on an x86-64 machine")
 def test_deterministic_mode_gives_identical_weights_on_an_emulated_cpu_of_another_vendor(tmp_path, smoke_store):
-    def distill(runs: Path, *prefix: str) -> dict:
-        env = {k: v for k, v in os.environ.items() if k not in _STEERING}
-        env.update({determinism.ENV: "1", "HARNESS_RUNS": str(runs)})
-        done = subprocess.run([*prefix, sys.executable, "-m", "harness", "distill", "--method", "gl+gr", "--preset",
-                               "smoke", "--store", str(smoke_store), *ONE_EPOCH], env=env, capture_output=True,
-                              text=True, timeout=900)
-        assert done.returncode == 0, done.stderr[-2000:]
-        return _weights(_only("distill/smoke/*/student.pt", runs))
-
-    here = distill(tmp_path / "here")
-    emulated = distill(tmp_path / "emulated", QEMU, "-cpu", EMULATED_CPU)
+    mode = {determinism.ENV: "1"}
+    here = _distill(tmp_path / "here", mode, smoke_store)
+    emulated = _distill(tmp_path / "emulated", mode, smoke_store, prefix=(QEMU, "-cpu", EMULATED_CPU))
     assert _identical(here, emulated), f"the mode's weights differ on an emulated {EMULATED_CPU}"
