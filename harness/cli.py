@@ -189,10 +189,12 @@ def main(deterministic):
     version and input fingerprints beside its results.
     """
     from harness import determinism
+    from harness.allocator import keep_freed_memory
 
     # here, before any command imports torch (docs/REPRODUCIBILITY.md)
     if deterministic or determinism.requested():
         determinism.enable()
+    keep_freed_memory()
 
 
 # ---- data ------------------------------------------------------------------------------

@@ -12,7 +12,8 @@ every choice that was seen to move a run's numbers on one machine (docs/REPRODUC
   silent fall-back;
 - oneDNN and NNPACK off (their convolutions pick kernels by instruction set), so convolutions
   run ATen's im2col + MKL GEMM; ``torch.use_deterministic_algorithms(True)``;
-- ``torch.sqrt`` (and ``Tensor.sqrt``, ``Tensor.sqrt_``) of float CPU tensors computed by the
+- ``torch.sqrt`` (and ``Tensor.sqrt``, ``Tensor.sqrt_``, and the multi-tensor ``torch._foreach_sqrt``
+  and ``torch._foreach_sqrt_`` the optimisers' foreach path calls) of float CPU tensors computed by the
   CPU's IEEE square root (``ieee_sqrt``) instead of MKL VML's ``vsSqrt``/``vdSqrt``, which
   torch calls for float tensors: VML's results are not correctly rounded and depend on the
   CPU even under ``MKL_CBWR=COMPATIBLE``, while IEEE 754 fixes every bit of a square root.
@@ -131,7 +132,7 @@ def _sqrt_values(x):
     return out
 
 
-_TORCH_SQRT: list = []   # torch's own sqrt, torch.Tensor.sqrt and torch.Tensor.sqrt_, kept when replaced
+_TORCH_SQRT: list = []   # torch's own sqrt, Tensor.sqrt, Tensor.sqrt_, _foreach_sqrt and _foreach_sqrt_, kept when replaced
 
 
 @functools.cache
@@ -155,13 +156,14 @@ def _ieee_sqrt_function():
 
 
 def _install_ieee_sqrt(torch) -> None:
-    """Replace ``torch.sqrt``, ``Tensor.sqrt`` and ``Tensor.sqrt_`` by ``ieee_sqrt`` for this process
-    (idempotent). torch's optimisers call ``Tensor.sqrt`` (Adam's second moment), so a switch
-    inside the harness's own code alone would leave them on VML."""
+    """Replace ``torch.sqrt``, ``Tensor.sqrt``, ``Tensor.sqrt_`` and the foreach forms by ``ieee_sqrt``
+    for this process (idempotent). torch's optimisers call ``Tensor.sqrt`` or ``torch._foreach_sqrt``
+    (Adam's second moment), so a switch inside the harness's own code alone would leave them on VML."""
     if _TORCH_SQRT:
         return
-    _TORCH_SQRT.extend((torch.sqrt, torch.Tensor.sqrt, torch.Tensor.sqrt_))
-    torch_sqrt, tensor_sqrt, tensor_sqrt_ = _TORCH_SQRT
+    _TORCH_SQRT.extend((torch.sqrt, torch.Tensor.sqrt, torch.Tensor.sqrt_, torch._foreach_sqrt,
+                        torch._foreach_sqrt_))
+    torch_sqrt, tensor_sqrt, tensor_sqrt_, foreach_sqrt, foreach_sqrt_ = _TORCH_SQRT
 
     def sqrt(input, *, out=None):
         if not _ieee_sqrt_applies(input):
@@ -178,7 +180,23 @@ def _install_ieee_sqrt(torch) -> None:
             return self.copy_(ieee_sqrt(self.clone()))
         return self.copy_(_sqrt_values(self))
 
+    # the optimisers' foreach path (harness.utils.adam) takes the square root of a list at once
+    # (a list with no float CPU tensor keeps torch's own, e.g. CUDA's fused kernel)
+    def foreach_sqrt_list(tensors):
+        tensors = list(tensors)
+        if not any(_ieee_sqrt_applies(t) for t in tensors):
+            return foreach_sqrt(tensors)
+        return tuple(method_sqrt(t) for t in tensors)   # as torch's
+
+    def foreach_sqrt_list_(tensors):
+        tensors = list(tensors)
+        if not any(_ieee_sqrt_applies(t) for t in tensors):
+            return foreach_sqrt_(tensors)
+        for t in tensors:
+            method_sqrt_(t)
+
     torch.sqrt, torch.Tensor.sqrt, torch.Tensor.sqrt_ = sqrt, method_sqrt, method_sqrt_
+    torch._foreach_sqrt, torch._foreach_sqrt_ = foreach_sqrt_list, foreach_sqrt_list_
 
 
 def keyed(config: Any) -> Any:

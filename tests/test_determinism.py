@@ -182,11 +182,27 @@ oracle = torch.from_numpy(np.sqrt(x.numpy()))
 print(torch.equal(torch.sqrt(x), oracle), torch.equal(x.sqrt(), oracle), torch.equal(x.clone().sqrt_(), oracle),
       torch.equal(torch.sqrt(x, out=torch.empty(1000)), oracle), torch.equal(torch.sqrt(x.half()).float(),
       torch.sqrt(x.half().float()).half().float()))
-print(all(getattr(f, "__module__", "") == "harness.determinism" for f in (torch.sqrt, torch.Tensor.sqrt, torch.Tensor.sqrt_)))
+print(all(getattr(f, "__module__", "") == "harness.determinism" for f in (torch.sqrt, torch.Tensor.sqrt, torch.Tensor.sqrt_,
+                                                                       torch._foreach_sqrt, torch._foreach_sqrt_)))
 p = torch.nn.Parameter(torch.ones(3)); opt = torch.optim.Adam([p], lr=0.1)
 calls = []; inner = torch.Tensor.sqrt
 torch.Tensor.sqrt = lambda self: calls.append(1) or inner(self)
 p.sum().backward(); opt.step(); print(bool(calls))
+torch.Tensor.sqrt = inner
+y = [x.clone(), x[:10].double()]; torch._foreach_sqrt_(y)
+print(all(torch.equal(a, torch.from_numpy(np.sqrt(b.numpy()))) for a, b in zip([*torch._foreach_sqrt([x, x[:10].double()]), *y],
+                                                                               [x, x[:10].double()] * 2)))
+# the harness's Adam (the foreach path) gives in the mode the weights of the per-tensor loop in the mode
+from harness.utils import adam
+def trained(make):
+    g = torch.Generator().manual_seed(0)
+    ps = [torch.nn.Parameter(torch.randn(500, generator=g)), torch.nn.Parameter(torch.randn(20, 7, generator=g))]
+    opt = make(ps)
+    for _ in range(5):
+        opt.zero_grad(); sum((q.sin() * q).sum() for q in ps).backward(); opt.step()
+    return torch.cat([q.detach().flatten() for q in ps])
+print(torch.equal(trained(lambda ps: adam(ps, lr=0.1, weight_decay=1e-3)),
+                  trained(lambda ps: torch.optim.Adam(ps, lr=0.1, weight_decay=1e-3, foreach=False))))
 """
 
 
@@ -195,10 +211,11 @@ def test_the_mode_routes_torch_sqrt_and_adam_through_ieee_sqrt_and_only_the_mode
     done = subprocess.run([sys.executable, "-c", _MODE_SQRT], env=_env({determinism.ENV: mode}), capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
-    values, replaced, adam = done.stdout.split("\n")[:3]
+    values, replaced, adam, foreach, foreach_adam = done.stdout.split("\n")[:5]
     assert adam == "True"   # Adam's second moment goes through Tensor.sqrt, the one the mode replaces
+    assert foreach_adam == "True"   # and harness.utils.adam's (torch._foreach_sqrt) gives the same weights
     if mode == "1":
-        assert values == "True True True True True" and replaced == "True"
+        assert values == "True True True True True" and replaced == "True" and foreach == "True"
     else:
         assert replaced == "False"   # without the mode, torch's own sqrt
 

@@ -44,7 +44,7 @@ from harness.errors import HarnessError
 from harness.models import MODEL_PRESETS, build_model
 from harness.provenance import fingerprint, sha256_file
 from harness.runs import RunDir
-from harness.utils import pick_device, seed_everything
+from harness.utils import adam, pick_device, seed_everything
 
 
 @dataclass(frozen=True)
@@ -280,7 +280,7 @@ def _build(job: _Job, device: torch.device) -> _Setup:
     model = _Trainable(student, build_method(job.method, ctx, job.cfg.method)).to(device)
     params = optimiser_parameters(model)
     cfg = job.cfg
-    opt = torch.optim.Adam(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay) if params else None
+    opt = adam(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay) if params else None
     sched = torch.optim.lr_scheduler.StepLR(opt, cfg.lr_step_epochs, cfg.lr_gamma) if opt else None
     noise = LabelNoise(job.label_noise, job.seed, len(classes), multilabel, str(job.store_path))
     return _Setup(model, params, opt, sched, names, classes, multilabel, noise)

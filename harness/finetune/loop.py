@@ -18,7 +18,7 @@ from harness.finetune.config import FinetuneConfig, FinetuneError, chance_level,
 from harness.finetune.data import _batches, _frame_dataset, screened_index
 from harness.provenance import code_version, fingerprint, sha256_file
 from harness.runs import RunDir
-from harness.utils import pick_device, seed_everything
+from harness.utils import adam, pick_device, seed_everything, sgd
 
 
 def _read_pretext_checkpoint(path: Path) -> dict:
@@ -90,9 +90,9 @@ def _lr_factor(cfg: FinetuneConfig, epoch: int) -> float:
 
 def _optimizer(model, cfg: FinetuneConfig):
     if cfg.optimizer == "adam":
-        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        opt = adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     else:
-        opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        opt = sgd(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: _lr_factor(cfg, e))
     return opt, sched
 

@@ -38,7 +38,7 @@ from harness.errors import HarnessError
 from harness.pretext.base import PretextTask, get_task
 from harness.provenance import code_version, fingerprint
 from harness.runs import RunDir
-from harness.utils import pick_device, seed_everything, set_cpu_threads
+from harness.utils import adam, pick_device, seed_everything, set_cpu_threads
 
 
 @dataclasses.dataclass(frozen=True)
@@ -250,7 +250,7 @@ def _pretrain_run(run: RunDir, cls, task_name: str, preset: str, seed: int, cfg,
     train_videos, eval_videos = _subset(videos, train_idx), _subset(videos, eval_idx)
     head = task.build_head(backbone.embedding_dim).to(device)
     params = list(backbone.parameters()) + list(head.parameters())
-    opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     # fixed held-out batches: the same questions before and after training, for every seed
     eval_rng = np.random.default_rng([cfg.split_seed, 11])
