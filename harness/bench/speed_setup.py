@@ -126,6 +126,14 @@ class Trainee:
         self.opt.step()
 
 
+def stream(reader: StreamingReader):
+    """The reader's batches epoch after epoch, as the runner draws them: one iterator (its
+    producer thread and prefetch) per epoch, not one per batch."""
+    while True:
+        yield from reader
+        reader.set_epoch(reader.epoch + 1)
+
+
 def reader_fields(method: str, store: FeatureStore) -> list[str]:
     """What a run of ``method`` streams (the runner's choice)."""
     return [*schema.STUDENT_FIELDS, *schema.teacher_fields(teacher_names(store), METHODS[method].outputs)]

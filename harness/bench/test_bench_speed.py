@@ -107,9 +107,10 @@ def test_fig1_store_epoch_vs_teachers_online_tiny(benchmark, tiny_store, speed_s
 
 
 def _paper_arms(benchmark, tmp_path, batch, student_forward):
-    """The paper-shape arms at ``batch``, timed interleaved in one round after a warm-up: a
-    G_l+G_r store step, a cross-entropy step and the four teachers' forward on the same batch
-    (and the student's forward, for fig. 6)."""
+    """The paper-shape arms at ``batch``, timed interleaved in three rounds after a warm-up round
+    (medians): a G_l+G_r store step (its batch drawn from the reader's stream, as the runner draws
+    it), a cross-entropy step and the four teachers' forward on the same batch (and the student's
+    forward, for fig. 6)."""
     store = S.write_random_store(tmp_path / f"paper{batch}.zarr", "paper", 2 * batch, 2 * batch, batch)
     ctx = S.method_context(store, "paper")
     gl_gr, ce = S.Trainee("gl+gr", ctx, "paper", 0), S.Trainee("student", ctx, "paper", 0)
@@ -117,13 +118,14 @@ def _paper_arms(benchmark, tmp_path, batch, student_forward):
     reader = S.train_reader(store, S.reader_fields("gl+gr", store), batch)
     names = teacher_names(store)
     x, tb = S.student_batch(next(iter(reader)), "paper", names)
-    arms = {"store step": lambda: gl_gr.step(*S.student_batch(next(iter(reader)), "paper", names)),
+    batches = S.stream(reader)
+    arms = {"store step": lambda: gl_gr.step(*S.student_batch(next(batches), "paper", names)),
             "ce step": lambda: ce.step(x, tb),
             "teachers forward": lambda: teachers.outputs(x)}
     if student_forward:
         student = build_model("alexnet", S.NUM_CLASSES["paper"], "paper").eval()
         arms["student forward"] = lambda: torch.no_grad()(student.forward_features)(x)
-    return _bench_rounds(benchmark, arms, rounds=1)
+    return _bench_rounds(benchmark, arms, rounds=3)
 
 
 def _record_paper_1_2(speed_summary, benchmark, t, batch):
@@ -153,8 +155,82 @@ def test_fig1_2_paper_shapes_batch_8(benchmark, tmp_path, speed_summary):
     """Figures 1 and 2 at paper shapes and batch 8. At batch 1 a step is mostly AlexNet's
     backward and Adam over its 57 M parameters, which do not grow with the batch, while the
     teachers' cost is per item: batch 1 understates what the store saves at the paper's batch
-    128. Batch 8 is as far as a 2-core CPU goes in the suite's time (one round: about 40 s)."""
+    128. Batch 8 is as far as a 2-core CPU goes in the suite's time (a warm-up and three rounds:
+    about a minute)."""
     _record_paper_1_2(speed_summary, benchmark, _paper_arms(benchmark, tmp_path, 8, student_forward=False), 8)
+
+
+# ---- the training step's shared parts: the optimiser's path and the allocator ----------------
+
+
+def test_step_adam_per_parameter_loop_vs_foreach_paper_alexnet(benchmark, speed_summary):
+    """Adam over the paper AlexNet's 57 M parameters (random gradients): torch's CPU default, a
+    loop over the parameters, against the foreach path every harness run takes
+    (``harness.utils.adam``, the same bits) and the fused kernel (other bits, not used)."""
+    torch.manual_seed(0)
+    optimisers = {}
+    for name, kw in {"loop": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}.items():
+        params = list(build_model("alexnet", S.NUM_CLASSES["paper"], "paper").parameters())
+        for p in params:
+            p.grad = torch.randn_like(p)
+        optimisers[name] = torch.optim.Adam(params, lr=1e-3, weight_decay=5e-4, **kw)
+    t = _bench_rounds(benchmark, {k: o.step for k, o in optimisers.items()}, rounds=5)
+    _record(speed_summary, benchmark, 2, "Adam step, per-parameter loop / foreach (paper AlexNet)",
+            t["loop"] / t["foreach"], detail=f"loop {t['loop'] * 1e3:.0f} ms, foreach {t['foreach'] * 1e3:.0f} ms, "
+                                             f"fused {t['fused'] * 1e3:.0f} ms (other bits; not used)")
+
+
+# one cross-entropy step of the paper AlexNet at batch 1, timed in a fresh process with or
+# without harness.allocator.keep_freed_memory (the setting is per process)
+_ALLOCATOR_CHILD = """
+import statistics, sys, time, torch
+sys.path.insert(0, sys.argv[2])
+if sys.argv[1] == "default":
+    import harness.allocator as A
+    A._kept.append(False)          # as if glibc had refused: speed_setup's own call is then a no-op
+import speed_setup as S
+from harness.models import build_model
+torch.set_num_threads(int(sys.argv[3]))
+torch.manual_seed(0)
+model = build_model("alexnet", S.NUM_CLASSES["paper"], "paper").train()
+opt = S.adam(model.parameters(), lr=1e-3)
+x, y = torch.randn(1, 3, 224, 224), torch.zeros(1, dtype=torch.long)
+times = []
+for i in range(6):
+    t0 = time.perf_counter()
+    opt.zero_grad(set_to_none=True)
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    opt.step()
+    times.append(time.perf_counter() - t0)
+print(statistics.median(times[2:]))
+"""
+
+
+def test_step_allocator_default_vs_kept_memory_paper_alexnet(benchmark, speed_summary):
+    """A cross-entropy step of the paper AlexNet at batch 1 in fresh processes with glibc's
+    default (freed large blocks handed back to the kernel) and with kept memory, the processes
+    alternating (two rounds)."""
+    threads = str(torch.get_num_threads())
+
+    def child(mode):
+        def run():
+            done = subprocess.run([sys.executable, "-c", _ALLOCATOR_CHILD, mode, str(Path(__file__).parent), threads],
+                                  capture_output=True, text=True, timeout=600)
+            assert done.returncode == 0, done.stderr[-2000:]
+            return float(done.stdout.split()[-1])
+        return run
+
+    seconds = {"default": [], "kept": []}
+
+    def one_round():
+        for mode in seconds:
+            seconds[mode].append(child(mode)())
+
+    benchmark.pedantic(one_round, rounds=2, iterations=1)
+    t = {k: S.median(v) for k, v in seconds.items()}
+    _record(speed_summary, benchmark, 2, "cross-entropy step, glibc's default / kept memory (paper AlexNet, batch 1)",
+            t["default"] / t["kept"], detail=f"default {t['default'] * 1e3:.0f} ms, kept {t['kept'] * 1e3:.0f} ms "
+                                             "(separate processes)")
 
 
 # ---- 2. a G_l+G_r step vs a plain cross-entropy step on the same batch ------------------------
