@@ -210,15 +210,20 @@ def data():
 @seed_option
 @click.option("--force", is_flag=True, help="Replace a non-empty --root.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def data_synth(root, preset, seed, force, quiet):
-    """Generate the embedded synthetic video benchmark in the UCF101 layout."""
+@set_option
+def data_synth(root, preset, seed, force, quiet, overrides):
+    """Generate the embedded synthetic video benchmark in the UCF101 layout.
+
+    --set changes the generator's config (`harness config show --stage synth` lists it), e.g.
+    --set test_clips_per_group=8 for ten test clips per class and group (docs/DATASET.md, Power);
+    other commands read such a dataset with --data-root."""
     import json
     from pathlib import Path
 
-    from harness.config import resolve
+    from harness.config import parse_overrides, resolve
     from harness.data.synth import SYNTH_PRESETS, generate
 
-    cfg = resolve(SYNTH_PRESETS, preset)
+    cfg = resolve(SYNTH_PRESETS, preset, parse_overrides(overrides))
     out = generate(root, cfg, seed=seed, progress=not quiet, overwrite=force)
     meta = json.loads((Path(out) / "synth.json").read_text())
     counts = meta["counts"]

@@ -8,6 +8,12 @@ resamples 3 observed seeds cannot show how much per-video noise more seeds avera
 N-seed measurement can.
 
     OMP_NUM_THREADS=2 python scripts/measure_power.py --seeds 10 --out /tmp/power.json
+
+With more test clips (docs/DATASET.md, Power): generate the dataset, then name it and its own store
+
+    harness data synth --root data/synth-tiny-t10 --preset tiny --set test_clips_per_group=8
+    OMP_NUM_THREADS=2 python scripts/measure_power.py --seeds 10 --data-root data/synth-tiny-t10 \
+        --store cache/tiny-t10.zarr --out /tmp/power-t10.json
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--methods", default=DEFAULT_METHODS, help="comma-separated Table 2 methods")
     ap.add_argument("--store", default="cache/tiny.zarr")
+    ap.add_argument("--data-root", default=None, help="dataset folder (default: the tiny preset's own)")
     ap.add_argument("--boot", type=int, default=4000, help="bootstrap replicates per standard error")
     ap.add_argument("--videos", default="700,1400", help="test-video counts to project the N-seed error to")
     ap.add_argument("--out", default=None, help="write the rows as JSON here")
@@ -40,7 +47,8 @@ def main(argv=None) -> int:
     started = time.time()
     runs = {}
     for m in methods:   # one method at a time, so an interrupted job leaves whole cells to reuse
-        runs.update(pipeline.table2_runs([m], "tiny", seeds, store=args.store, progress=False))
+        runs.update(pipeline.table2_runs([m], "tiny", seeds, store=args.store, data_root=args.data_root,
+                                        progress=False))
         print(f"{m}: {len(runs[m])} seeds ({time.time() - started:.0f} s)", file=sys.stderr, flush=True)
     cells = cells_from_runs(runs)
 

@@ -174,10 +174,49 @@ def test_disjoint_clutter_switch_changes_only_the_disjoint_videos(ds, tmp_path):
     assert disjoint and changed
 
 
+def test_extra_test_clips_are_test_only_and_leave_every_other_video_unchanged(ds, tmp_path):
+    # test_clips_per_group adds clips c02.. (smoke has one labeled clip) to every group, listed
+    # in the test lists only: training lists and every video already there stay byte-identical
+    more = generate(tmp_path / "m", dataclasses.replace(SMOKE, test_clips_per_group=2), seed=3, progress=False)
+    for f in sorted(ds.rglob("*")):
+        if f.is_file() and f.name != "synth.json" and not f.name.startswith("testlist"):
+            assert f.read_bytes() == (more / f.relative_to(ds)).read_bytes(), f
+    for k, groups in TEST_GROUPS.items():
+        old = lines(ds / "ucfTrainTestlist" / f"testlist0{k}.txt")
+        new = lines(more / "ucfTrainTestlist" / f"testlist0{k}.txt")
+        assert set(old) < set(new) and len(new) == 4 * len(groups) * 3
+        seen = set()
+        for rel in new:
+            cls, name = rel.split("/")
+            _, g, c = NAME_RE.match(name).groups()
+            assert int(g) in groups and (more / "UCF-101" / rel).is_file()
+            seen.add((cls, int(g), int(c)))
+        assert {c for _, _, c in seen} == {1, 2, 3} and len(seen) == len(new)
+        train = lines(more / "ucfTrainTestlist" / f"trainlist0{k}.txt")
+        assert all(NAME_RE.match(r.split(" ")[0].split("/")[1]).group(3) == "01" for r in train)
+    meta = json.loads((more / "synth.json").read_text())
+    assert meta["config"]["test_clips_per_group"] == 2 and meta["counts"]["labeled"] == 4 * 25 * 3
+    assert meta["fingerprint"] != json.loads((ds / "synth.json").read_text())["fingerprint"]
+
+
+def test_cli_set_changes_the_generator_config_and_refuses_bad_values(tmp_path):
+    runner = CliRunner()
+    res = runner.invoke(main, ["data", "synth", "--root", str(tmp_path / "a"), "--preset", "smoke", "--quiet",
+                               "--set", "test_clips_per_group=1"])
+    assert res.exit_code == 0, res.output
+    assert len(lines(tmp_path / "a" / "ucfTrainTestlist" / "testlist01.txt")) == 4 * 7 * 2
+    for bad, says in (("test_clips_per_group=99", "test_clips_per_group"), ("bogus=1", "bogus")):
+        res = runner.invoke(main, ["data", "synth", "--root", str(tmp_path / "b"), "--preset", "smoke", "--quiet",
+                                   "--set", bad])
+        assert res.exit_code == 2 and says in res.output and res.output.strip().count("\n") == 0, res.output
+        assert not (tmp_path / "b").exists()
+
+
 def test_synth_json_records_config_seed_and_code(ds):
     meta = json.loads((ds / "synth.json").read_text())
     assert meta["seed"] == 3
-    assert meta["config"] == dataclasses.asdict(SMOKE)
+    # a setting at its keyless default is left out, so adding it kept every dataset's fingerprint
+    assert meta["config"] == {k: v for k, v in dataclasses.asdict(SMOKE).items() if k != "test_clips_per_group"}
     assert re.fullmatch(r"[0-9a-f]{64}", meta["fingerprint"])
     assert meta["code_version"]
     assert meta["classes"] == list(parse_class_ind(ds / "ucfTrainTestlist" / "classInd.txt"))

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.config import to_dict
+from harness.config import keyless_default, to_dict
 from harness.data.video import write_video
 from harness.errors import HarnessError, naming_write_errors
 from harness.provenance import code_version, fingerprint, write_json_atomic
@@ -95,6 +95,9 @@ class SynthConfig:
     num_classes: int = 10  # benchmark classes, the first of CLASS_TABLE (1..14)
     num_groups: int = 25  # scene groups (gXX) per class; splits test 7 groups each
     clips_per_group: int = 2  # labeled videos (cYY) per class and group
+    # Numbered after the labeled clips: a split then scores more test videos (a tighter paired
+    # comparison; docs/DATASET.md, Power) while its training videos, and every other video, stay the same.
+    test_clips_per_group: int = keyless_default(0)  # extra clips per class and group, listed in the test lists only
     height: int = 64  # frame height in pixels (even, >= 16)
     width: int = 64  # frame width in pixels (even, >= 16)
     num_frames: int = 32  # frames per video
@@ -155,6 +158,8 @@ def validate(cfg: SynthConfig) -> None:
          f"num_groups must be >= {GROUPS_PER_TEST_SPLIT * NUM_SPLITS + 1} so every split has train and test groups"),
         (cfg.num_groups <= 99, "num_groups must be <= 99 (two-digit gXX names)"),
         (1 <= cfg.clips_per_group <= 99, "clips_per_group must be 1..99"),
+        (0 <= cfg.test_clips_per_group <= 99 - cfg.clips_per_group,
+         "test_clips_per_group must be 0..99 - clips_per_group (two-digit cYY names)"),
         (cfg.height >= 16 and cfg.width >= 16 and cfg.height % 2 == 0 and cfg.width % 2 == 0,
          "height and width must be even and >= 16 (yuv420p)"),
         (cfg.num_frames >= 2, "num_frames must be >= 2"),
@@ -472,7 +477,7 @@ def _jobs(cfg: SynthConfig, seed: int):
     names = class_names(cfg)
     for ci, (name, shape, motion) in enumerate(CLASS_TABLE[: cfg.num_classes]):
         for g in range(1, cfg.num_groups + 1):
-            for c in range(1, cfg.clips_per_group + 1):
+            for c in range(1, cfg.clips_per_group + cfg.test_clips_per_group + 1):
                 yield (f"UCF-101/{name}/{video_name(name, g, c)}", (_KIND_LABELED, ci, g, c),
                        (_KIND_SCENE, g), shape, motion)
     # unlabeled: a class drawn at random per video, never recorded; scenes of their own so
@@ -499,11 +504,11 @@ def _split_files(cfg: SynthConfig) -> dict[str, str]:
         train_lines, test_lines = [], []
         for ci, n in enumerate(names):
             for g in range(1, cfg.num_groups + 1):
-                for c in range(1, cfg.clips_per_group + 1):
+                for c in range(1, cfg.clips_per_group + cfg.test_clips_per_group + 1):
                     rel = f"{n}/{video_name(n, g, c)}"
                     if g in test:
                         test_lines.append(f"{rel}\n")
-                    else:
+                    elif c <= cfg.clips_per_group:   # the extra clips are test videos only
                         train_lines.append(f"{rel} {ci + 1}\n")
         out[f"trainlist0{k}.txt"] = "".join(train_lines)
         out[f"testlist0{k}.txt"] = "".join(test_lines)
@@ -545,7 +550,7 @@ def generate(root: str | os.PathLike, cfg: SynthConfig, seed: int = 0, progress:
             "config": to_dict(cfg), "seed": int(seed), "fingerprint": dataset_fingerprint(cfg, seed),
             "code_version": code_version(), "classes": class_names(cfg),
             "disjoint_classes": disjoint_class_names(cfg),
-            "counts": {"labeled": cfg.num_classes * cfg.num_groups * cfg.clips_per_group,
+            "counts": {"labeled": cfg.num_classes * cfg.num_groups * (cfg.clips_per_group + cfg.test_clips_per_group),
                        "unlabeled": cfg.num_unlabeled,
                        "disjoint": cfg.disjoint_classes * cfg.disjoint_per_class},
             "generation_seconds": round(time.perf_counter() - t0, 2),
