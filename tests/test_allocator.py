@@ -1,6 +1,7 @@
 """harness.allocator.keep_freed_memory: freed large blocks are reused instead of faulted in
 afresh, and no number moves."""
 
+import os
 import platform
 import subprocess
 import sys
@@ -32,8 +33,9 @@ print(kept, faults, digest)
 """
 
 
-def _probe(mode: str) -> tuple[str, int, str]:
-    done = subprocess.run([sys.executable, "-c", _PROBE, mode], capture_output=True, text=True, timeout=300)
+def _probe(mode: str, env: dict | None = None) -> tuple[str, int, str]:
+    done = subprocess.run([sys.executable, "-c", _PROBE, mode], capture_output=True, text=True, timeout=300,
+                          env=None if env is None else {**os.environ, **env})
     assert done.returncode == 0, done.stderr[-2000:]
     kept, faults, digest = done.stdout.split()
     return kept, int(faults), digest
@@ -49,6 +51,12 @@ def test_kept_memory_is_reused_without_page_faults_and_moves_no_number():
     # the exact block just freed until freed neighbours coalesce)
     assert faults_default == 40 and faults_kept <= 20
     assert digest_kept == digest_default
+
+
+@pytest.mark.skipif(not GLIBC, reason="the setting applies to glibc's malloc only")
+def test_the_off_switch_leaves_glibc_defaults():
+    kept, faults, _ = _probe("keep", {"HARNESS_KEEP_FREED_MEMORY": "0"})
+    assert kept == "False" and faults == 40
 
 
 def test_the_setting_is_applied_once_and_reported():

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import subprocess
 import sys
 import time
@@ -184,13 +185,10 @@ def test_step_adam_per_parameter_loop_vs_foreach_paper_alexnet(benchmark, speed_
 # without harness.allocator.keep_freed_memory (the setting is per process)
 _ALLOCATOR_CHILD = """
 import statistics, sys, time, torch
-sys.path.insert(0, sys.argv[2])
-if sys.argv[1] == "default":
-    import harness.allocator as A
-    A._kept.append(False)          # as if glibc had refused: speed_setup's own call is then a no-op
-import speed_setup as S
+sys.path.insert(0, sys.argv[1])
+import speed_setup as S            # applies the setting unless HARNESS_KEEP_FREED_MEMORY=0
 from harness.models import build_model
-torch.set_num_threads(int(sys.argv[3]))
+torch.set_num_threads(int(sys.argv[2]))
 torch.manual_seed(0)
 model = build_model("alexnet", S.NUM_CLASSES["paper"], "paper").train()
 opt = S.adam(model.parameters(), lr=1e-3)
@@ -202,7 +200,8 @@ for i in range(6):
     torch.nn.functional.cross_entropy(model(x), y).backward()
     opt.step()
     times.append(time.perf_counter() - t0)
-print(statistics.median(times[2:]))
+from harness.allocator import keep_freed_memory
+print(keep_freed_memory(), statistics.median(times[2:]))
 """
 
 
@@ -214,10 +213,13 @@ def test_step_allocator_default_vs_kept_memory_paper_alexnet(benchmark, speed_su
 
     def child(mode):
         def run():
-            done = subprocess.run([sys.executable, "-c", _ALLOCATOR_CHILD, mode, str(Path(__file__).parent), threads],
-                                  capture_output=True, text=True, timeout=600)
+            env = {**os.environ, "HARNESS_KEEP_FREED_MEMORY": "0" if mode == "default" else "1"}
+            done = subprocess.run([sys.executable, "-c", _ALLOCATOR_CHILD, str(Path(__file__).parent), threads],
+                                  capture_output=True, text=True, timeout=600, env=env)
             assert done.returncode == 0, done.stderr[-2000:]
-            return float(done.stdout.split()[-1])
+            kept, seconds = done.stdout.split()[-2:]
+            assert kept == str(mode == "kept"), f"{mode}: keep_freed_memory() says {kept}"
+            return float(seconds)
         return run
 
     seconds = {"default": [], "kept": []}
