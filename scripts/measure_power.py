@@ -85,7 +85,11 @@ def main(argv=None) -> int:
           f"measured at {args.seeds} seeds {med['se_n']:.2f}")
     if args.out:
         with open(args.out, "w") as f:
-            json.dump({"rows": rows, "median": med, "methods": methods, "seeds": seeds,
+            from harness.provenance import code_version
+
+            json.dump({"rows": rows, "median": med, "methods": methods, "seeds": seeds, "store": args.store,
+                       "data_root": args.data_root, "code_version": code_version(),
+                       "seconds": round(time.time() - started, 1),
                        "runs": {m: [str(r.path) for r in rs] for m, rs in runs.items()}}, f, indent=1)
     return 0
 
