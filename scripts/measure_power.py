@@ -19,7 +19,6 @@ With more test clips (docs/DATASET.md, Power): generate the dataset, then name i
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 
@@ -40,6 +39,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from harness import pipeline
+    from harness.provenance import run_record, write_json_atomic
     from harness.tables.claims import TABLE2_CLAIMS, Cell, cells_from_runs, paired_difference
 
     methods = [m for m in args.methods.split(",") if m]
@@ -83,14 +83,10 @@ def main(argv=None) -> int:
     med = {k: float(np.median([r[k] for r in rows])) for k in ("se_3", "se_projected_from_3", "se_n")}
     print(f"\nmedian SE: 3 seeds {med['se_3']:.2f}, projected to {args.seeds} seeds {med['se_projected_from_3']:.2f}, "
           f"measured at {args.seeds} seeds {med['se_n']:.2f}")
-    if args.out:
-        with open(args.out, "w") as f:
-            from harness.provenance import code_version
-
-            json.dump({"rows": rows, "median": med, "methods": methods, "seeds": seeds, "store": args.store,
-                       "data_root": args.data_root, "code_version": code_version(),
-                       "seconds": round(time.time() - started, 1),
-                       "runs": {m: [str(r.path) for r in rs] for m, rs in runs.items()}}, f, indent=1)
+    if args.out:   # the runs' own record: the script's arguments, code version, machine, time
+        write_json_atomic(args.out, {"rows": rows, "median": med, "methods": methods, "seeds": seeds,
+                                     "seconds": round(time.time() - started, 1), "record": run_record(vars(args)),
+                                     "runs": {m: [str(r.path) for r in rs] for m, rs in runs.items()}})
     return 0
 
 
