@@ -40,7 +40,7 @@ def main(argv=None) -> int:
 
     from harness import pipeline
     from harness.provenance import run_record, write_json_atomic
-    from harness.tables.claims import TABLE2_CLAIMS, Cell, cells_from_runs, paired_difference
+    from harness.tables.claims import TABLE2_CLAIMS, cells_from_runs, measured_power
 
     methods = [m for m in args.methods.split(",") if m]
     seeds = list(range(args.seeds))
@@ -51,24 +51,8 @@ def main(argv=None) -> int:
                                         progress=False))
         print(f"{m}: {len(runs[m])} seeds ({time.time() - started:.0f} s)", file=sys.stderr, flush=True)
     cells = cells_from_runs(runs)
-
-    def first(cell: Cell, k: int) -> Cell:
-        return Cell(cell.name, {s: cell.by_seed[s] for s in sorted(cell.by_seed)[:k]}, cell.runs[:k])
-
-    pairs = list(dict.fromkeys((c.better, b) for c in TABLE2_CLAIMS for b in c.than if c.better in cells and b in cells))
-    videos = [int(v) for v in args.videos.split(",") if v]
-    rows = []
-    for a, b in pairs:
-        three = paired_difference(first(cells[a], 3), first(cells[b], 3), args.boot)
-        projected = paired_difference(first(cells[a], 3), first(cells[b], 3), args.boot, n_seeds=args.seeds)
-        full = paired_difference(cells[a], cells[b], args.boot)
-        row = {"better": a, "than": b, "diff_3": three.diff, "se_3": three.se,
-               "se_projected_from_3": projected.se, "diff_n": full.diff, "se_n": full.se,
-               "ci_n": [full.lo, full.hi], "verdict_n": full.verdict, "n_seeds": args.seeds,
-               "n_videos": full.n_videos}
-        for v in videos:
-            row[f"se_n_projected_{v}_videos"] = paired_difference(cells[a], cells[b], args.boot, n_videos=v).se
-        rows.append(row)
+    videos = tuple(int(v) for v in args.videos.split(",") if v)
+    rows = measured_power(cells, TABLE2_CLAIMS, args.boot, from_seeds=3, project_videos=videos)
 
     head = (f"| A | B | 3 seeds: diff (SE) | {args.seeds} seeds projected from 3: SE | {args.seeds} seeds measured: "
             f"diff (95% interval), SE | verdict | " + " | ".join(f"{args.seeds} seeds x {v} videos, projected SE"

@@ -440,10 +440,11 @@ def test_fig8_three_seeds_one_pass(benchmark, tiny_store, speed_summary):
         for seed, trainee in enumerate(separate):
             _epoch(tiny_store, trainee, "tiny", seed=seed, steps=FIG8_STEPS)
 
-    # no warm-up round (it would double the cost): a short warm-up, and the one-pass arm runs
-    # first, so what is left of first-call costs makes the ratio err low
+    # a short warm-up instead of a warm-up round; three interleaved rounds (medians), because
+    # one round each read 1.39 and 1.06 in two runs back to back on one idle machine
+    # (docs/SPEED.md, runs F and G): a single round cannot say whether the 1.3 target is met
     _warm_up(tiny_store, "tiny")
-    t = _bench_rounds(benchmark, {"one pass": one_pass, "three runs": three_runs}, rounds=1, warmup=0)
+    t = _bench_rounds(benchmark, {"one pass": one_pass, "three runs": three_runs}, rounds=3, warmup=0)
     _record(speed_summary, benchmark, 8, "3 separate runs / 3 seeds in one pass (tiny, time per seed)",
             t["three runs"] / t["one pass"], (">=", 1.3),
             f"G_l+G_r, {FIG8_STEPS} batches of {BATCH}, per seed: one pass {t['one pass'] / 3:.2f} s, "

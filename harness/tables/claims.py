@@ -236,6 +236,40 @@ def projected_se(pairs: list[tuple[Cell, Cell]], sizes: list[tuple[int, int]], n
     return out
 
 
+def first_seeds(cell: Cell, k: int) -> Cell:
+    """``cell`` restricted to its ``k`` lowest seeds (what a ``k``-seed table would have held)."""
+    keep = sorted(cell.by_seed)[:k]
+    return Cell(cell.name, {s: cell.by_seed[s] for s in keep}, cell.runs[:k])
+
+
+def measured_power(cells: dict[str, Cell], claims, n_boot: int = N_BOOT, from_seeds: int = 3,
+                   project_videos: tuple[int, ...] = ()) -> list[dict]:
+    """Power measured on cells with many seeds, beside what ``from_seeds`` of them projected.
+
+    For every (better, opponent) pair of ``claims`` whose cells are both present (each pair
+    once, in the claims' order): the difference and standard error on the ``from_seeds`` lowest
+    seeds; the error ``projected_se`` draws from those seeds at the cells' full seed count; the
+    difference, interval, verdict and error on all seeds; and the all-seed error projected to
+    each of ``project_videos`` test videos. A projection that resamples three observed seeds
+    cannot show how much per-video noise more seeds average out; the full measurement can."""
+    pairs = list(dict.fromkeys((c.better, b) for c in claims for b in c.than if c.better in cells and b in cells))
+    rows = []
+    for a, b in pairs:
+        ca, cb = cells[a], cells[b]
+        n_seeds = min(len(ca.by_seed), len(cb.by_seed))
+        few_a, few_b = first_seeds(ca, from_seeds), first_seeds(cb, from_seeds)
+        few = paired_difference(few_a, few_b, n_boot)
+        projected = paired_difference(few_a, few_b, n_boot, n_seeds=n_seeds)
+        full = paired_difference(ca, cb, n_boot)
+        row = {"better": a, "than": b, "diff_3": few.diff, "se_3": few.se, "se_projected_from_3": projected.se,
+               "diff_n": full.diff, "se_n": full.se, "ci_n": [full.lo, full.hi], "verdict_n": full.verdict,
+               "n_seeds": n_seeds, "from_seeds": from_seeds, "n_videos": full.n_videos}
+        for v in project_videos:
+            row[f"se_n_projected_{v}_videos"] = paired_difference(ca, cb, n_boot, n_videos=v).se
+        rows.append(row)
+    return rows
+
+
 def _paper_diff(claim: Claim, paper: dict[str, dict]) -> float | None:
     if len(claim.than) != 1 or claim.better not in paper or claim.than[0] not in paper:
         return None
