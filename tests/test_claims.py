@@ -171,25 +171,30 @@ def test_the_volume_claim_compares_the_largest_volume_with_the_smallest():
 
 
 def test_measured_power_compares_the_lowest_seeds_with_all_of_them():
-    """``measured_power`` (scripts/measure_power.py's table): a is right everywhere on seeds 0-2
-    and wrong everywhere on seeds 3-9, b right on half the videos on every seed, so on the three
-    lowest seeds a leads by 50 points with only the videos' error (0.5 / sqrt(V) = 3.5 points),
-    and on all ten it trails by 20 with the seeds' error (about 100 sqrt(0.3 * 0.7 / 10) = 14.5)."""
+    """``measured_power`` (scripts/measure_power.py's table) on cells whose errors are known: a
+    is right everywhere on seeds 0 and 1 and wrong everywhere on seeds 2-9, b right on half the
+    videos on every seed. On the three lowest seeds a leads by 16.7 points, with the error of a
+    mean of 3 seeds drawn from {right, right, wrong} (100 sqrt(2/9 / 3) = 27.2) and the videos'
+    (50 / sqrt(V) = 3.5) in quadrature; projected to ten seeds drawn from those three, 100
+    sqrt(2/9 / 10) = 14.9 with the videos'; on all ten a trails by 30, 100 sqrt(0.16 / 10) = 12.6
+    with the videos'."""
     from harness.tables.claims import measured_power
 
     half = (np.arange(V) % 2).astype(float)
+    videos = 50.0 / np.sqrt(V)
     # inserted highest seed first: "the lowest three" must not mean "the first three stored"
-    a = _cell("a", {s: (np.ones(V) if s < 3 else np.zeros(V)) for s in range(9, -1, -1)})
+    a = _cell("a", {s: (np.ones(V) if s < 2 else np.zeros(V)) for s in range(9, -1, -1)})
     b = _cell("b", {s: half for s in range(10)})
     claims = [Claim("a beats b", "t", "a", ("b",)), Claim("a is best", "t", "a", ("b", "c"))]  # no cell c
     rows = measured_power({"a": a, "b": b}, claims, n_boot=4000, project_videos=(4 * V,))
     assert len(rows) == 1      # (a, b) once; (a, c) left out, c was not run
     r = rows[0]
     assert (r["better"], r["than"], r["n_seeds"], r["from_seeds"], r["n_videos"]) == ("a", "b", 10, 3, V)
-    assert r["diff_3"] == pytest.approx(50.0) and r["diff_n"] == pytest.approx(-20.0)
-    assert r["se_3"] == pytest.approx(50.0 / np.sqrt(V), rel=0.1)
-    # three identical seeds drawn ten at a time: still only the videos' error
-    assert r["se_projected_from_3"] == pytest.approx(r["se_3"], rel=0.1)
-    assert r["se_n"] == pytest.approx(100.0 * np.sqrt(0.21 / 10), rel=0.15)
-    assert r["verdict_n"] == "inconclusive" and r["ci_n"][0] < 0 < r["ci_n"][1]
-    assert 0 < r[f"se_n_projected_{4 * V}_videos"] < r["se_n"] * 1.1
+    assert r["diff_3"] == pytest.approx(100 * 2 / 3 - 50) and r["diff_n"] == pytest.approx(-30.0)
+    assert r["se_3"] == pytest.approx(np.hypot(100 * np.sqrt(2 / 27), videos), rel=0.1)
+    assert r["se_projected_from_3"] == pytest.approx(np.hypot(100 * np.sqrt(2 / 90), videos), rel=0.1)
+    assert r["se_n"] == pytest.approx(np.hypot(100 * np.sqrt(0.016), videos), rel=0.1)
+    lo, hi = r["ci_n"]
+    assert lo < r["diff_n"] < hi
+    assert r["verdict_n"] == ("holds" if lo > 0 else "fails" if hi < 0 else "inconclusive")
+    assert 0 < r[f"se_n_projected_{4 * V}_videos"] < r["se_n"]
