@@ -259,3 +259,50 @@ def test_all_finite_agrees_with_isfinite_on_every_half_float():
     got = [all_finite(np.array([1.0, every[i], -2.0], np.float16)) for i in range(len(every))]
     np.testing.assert_array_equal(np.array(got), want)
     assert all_finite(np.zeros(0, np.float16))
+
+
+def test_the_reader_hints_each_next_chunk_before_decoding_the_current_one(store, monkeypatch):
+    """While chunk k decodes, chunk k+1 of the epoch's order (this rank's share) is announced to
+    the store (``will_read_chunk``), so its files load from disk meanwhile; the last chunk
+    announces nothing."""
+    events = []
+    monkeypatch.setattr(store, "will_read_chunk", lambda i, names: events.append(("hint", i, tuple(names))))
+    read = store.read_chunk
+    monkeypatch.setattr(store, "read_chunk", lambda i, *a, **kw: (events.append(("read", i)), read(i, *a, **kw))[1])
+    fields = ["label", "teachers/sort/conv4"]
+    reader = StreamingReader(store, fields, batch_size=16, seed=3, rank=1, world_size=2)
+    reader.set_epoch(2)
+    epoch_indices(reader)
+    order = [int(c) for c in reader._rank_chunks(1)]
+    expected = []
+    for k, c in enumerate(order):
+        if k + 1 < len(order):
+            expected.append(("hint", order[k + 1], tuple(fields)))
+        expected.append(("read", c))
+    assert events == expected
+
+
+def test_will_read_chunk_asks_the_kernel_for_that_chunks_files(store, monkeypatch):
+    """Local Zarr: one posix_fadvise(WILLNEED) per requested field's chunk file; a chunk
+    never written (no file) is skipped quietly. HDF5 has nothing to hint."""
+    import os
+
+    advised = []
+    real = os.posix_fadvise
+
+    def spy(fd, offset, length, advice):
+        advised.append((os.readlink(f"/proc/self/fd/{fd}"), advice))
+        return real(fd, offset, length, advice)
+
+    monkeypatch.setattr(os, "posix_fadvise", spy)
+    fields = ["label", "teachers/track/conv4"]
+    store.will_read_chunk(4, fields)
+    if store.format == "hdf5":
+        assert advised == []
+        return
+    want = sorted(str(store._chunk_files(n, 4).resolve()) for n in fields)
+    assert sorted(p for p, _ in advised) == want
+    assert {a for _, a in advised} == {os.POSIX_FADV_WILLNEED}
+    advised.clear()
+    store.will_read_chunk(10_000, fields)   # no such files
+    assert advised == []

@@ -5,7 +5,10 @@ as the distillation runner steps them, and the frozen teachers run online on a b
 
 from __future__ import annotations
 
+import os
+import shutil
 import statistics
+import subprocess
 import time
 from pathlib import Path
 
@@ -189,6 +192,38 @@ def interleaved(arms: dict, rounds: int, warmup: int = 1) -> dict[str, list[floa
             if r >= warmup:
                 seconds[k].append(time.perf_counter() - t0)
     return seconds
+
+
+def evict(path: Path) -> None:
+    """Drop every file under ``path`` from the page cache (``posix_fadvise(DONTNEED)``, which a
+    process may do to files it can open; synced first, since only clean pages are dropped)."""
+    for f in Path(path).rglob("*"):
+        if f.is_file():
+            fd = os.open(f, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+
+
+def resident_share(path: Path) -> float | None:
+    """The share of the bytes of the files under ``path`` that are in the page cache, from
+    util-linux's ``fincore``; None where it is missing or fails (then a cold read is unproven)."""
+    files = [str(f) for f in Path(path).rglob("*") if f.is_file()]
+    exe = shutil.which("fincore")
+    if not files or exe is None:
+        return None
+    try:
+        out = subprocess.run([exe, "--bytes", "--noheadings", "--raw", "--output", "RES,SIZE", *files],
+                             capture_output=True, text=True, check=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    res = size = 0
+    for line in out.splitlines():
+        r, n = line.split()
+        res, size = res + int(r), size + int(n)
+    return res / size if size else None
 
 
 def median(xs) -> float:

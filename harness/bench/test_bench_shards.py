@@ -61,17 +61,6 @@ def _write(path: Path, sharded: bool) -> float:
     return time.perf_counter() - t0
 
 
-def _evict(path: Path) -> None:
-    for p in path.rglob("*"):
-        if p.is_file():
-            fd = os.open(p, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-            finally:
-                os.close(fd)
-
-
 def _read_shuffled(path: Path, seed: int) -> int:
     """Every chunk once, in a shuffled order; the bytes delivered."""
     import zarr
@@ -107,7 +96,7 @@ def test_fig9_sharded_vs_unsharded_read(benchmark, layouts, speed_summary):
     cold = {k: [] for k in paths}
     for r in range(2):   # cold: evict, then read, alternating the layouts
         for k, p in (list(paths.items()) if r % 2 == 0 else list(paths.items())[::-1]):
-            _evict(p)
+            S.evict(p)
             t0 = time.perf_counter()
             _read_shuffled(p, r + 1)
             cold[k].append(time.perf_counter() - t0)

@@ -164,9 +164,13 @@ class StreamingReader:
         # memory's first touch cost 3.5x the decoding itself and left the reader at 0.4 of a
         # plain read of the files (docs/SPEED.md, figure 4).
         try:
-            for c in chunks:
+            for k, c in enumerate(chunks):
                 if stop.is_set():
                     return
+                if k + 1 < len(chunks):
+                    # the next chunk's files start loading from disk while this one decodes:
+                    # on a store larger than the page cache, the disk and the decoding overlap
+                    self.store.will_read_chunk(int(chunks[k + 1]), self.fields)
                 a, b = self.store.chunk_range(int(c))
                 try:
                     buffers = self._spare.get_nowait()

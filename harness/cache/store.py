@@ -535,6 +535,10 @@ class FeatureStore(ABC):
         decodes into (none here; a backend that can says which)."""
         return {}
 
+    def will_read_chunk(self, i: int, names: Sequence[str]) -> None:
+        """A hint that chunk ``i`` of ``names`` is read next, so a backend that can starts
+        loading it from disk now (none here). Only a hint: it changes no byte read."""
+
     def _read_whole_chunk(self, name: str, i: int, start: int, stop: int, out: np.ndarray | None) -> np.ndarray:
         """Items ``start:stop`` (all of chunk ``i``) of field ``name``, into ``out`` if the
         backend can; a backend may do better than a general slice."""
@@ -769,6 +773,27 @@ class ZarrStore(FeatureStore):
 
     def _read(self, name: str, sel: slice) -> np.ndarray:
         return np.asarray(self._arrays[name][sel])
+
+    def will_read_chunk(self, i: int, names: Sequence[str]) -> None:
+        # posix_fadvise(WILLNEED): the kernel reads the files in the background, so a reader
+        # that hints the chunk after the one it decodes overlaps the disk with the decoding
+        # (docs/SPEED.md, figure 4 cold). A file that cannot be opened is left to the read,
+        # which names it.
+        if not hasattr(os, "posix_fadvise"):
+            return
+        for n in names:
+            if self._direct.get(n) is None:
+                continue
+            try:
+                fd = os.open(self._chunk_files(n, i), os.O_RDONLY)
+            except OSError:
+                continue
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
 
     def chunk_buffers(self, names: Sequence[str]) -> dict[str, np.ndarray]:
         # the fields decoded here directly; zarr's own path allocates its arrays itself
@@ -1125,6 +1150,10 @@ class RemoteZarrStore(ZarrStore):
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise StoreError(f"{url}/{STORE_JSON}: cannot read the store record ({exc})") from None
         return cls(url, record, mode)
+
+    def will_read_chunk(self, i: int, names: Sequence[str]) -> None:
+        # no page cache to warm: the reader's prefetch queue already overlaps remote reads
+        return None
 
     def _chunk_file_bytes(self, name: str, i: int) -> bytes | None:
         try:
