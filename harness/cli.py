@@ -506,6 +506,35 @@ def claims(power, **options):
     click.echo(report.claims(_request(**options), power=power))
 
 
+@main.command()
+@table_options
+@click.option("--methods", default=",".join(report.POWER_METHODS), show_default=True, metavar="M,M,...",
+              help="Table 2 methods to train, comma-separated; every pair a Table 2 claim compares is measured.")
+@click.option("--videos", default=None, metavar="N,N,...",
+              help="Also project each pair's all-seed error to these numbers of test videos, e.g. 1400.")
+@click.option("--boot", type=click.IntRange(min=100), default=None,
+              help="Bootstrap replicates per standard error (default: the claims table's).")
+@click.option("--out-dir", type=click.Path(file_okay=False), default=None,
+              help="Where power.{md,csv,json,tex} go (default tables/generated/<preset>/).")
+def power(methods, videos, boot, out_dir, seeds, **options):
+    """How well the benchmark separates methods, measured: --seeds N (default 10) of each method.
+
+    For every pair of the methods that a Table 2 claim compares: the paired standard error of the
+    difference on the lowest 3 seeds (what the default tables hold), the error the 3-seed
+    bootstrap projects to N seeds, and the difference, 95% interval, verdict and error measured on
+    all N. Writes power.{md,csv,json,tex}. With a larger test set (docs/DATASET.md, Power), name
+    its --data-root and its own --store.
+    """
+    try:
+        counts = tuple(int(v) for v in (videos or "").split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"{videos!r}: not a comma-separated list of integers", param_hint="--videos")
+    if any(v < 1 for v in counts):
+        raise click.BadParameter(f"{videos!r}: video counts must be positive", param_hint="--videos")
+    method_list = [m.strip() for m in methods.split(",") if m.strip()]
+    click.echo(report.power(_request(seeds=seeds or 10, **options), method_list, 3, counts, out_dir, boot))
+
+
 @main.command("label-noise")
 @table_options
 @click.option("--rates", default="0,0.2,0.4", show_default=True, metavar="P,P,...",

@@ -196,6 +196,39 @@ def label_noise(req: Request, rates=None) -> str:
                               req.out)
 
 
+POWER_METHODS = ("gl+gr", "mmgd+gr", "gl", "mmgd", "kd", "gr", "feat")
+
+
+def power(req: Request, methods=POWER_METHODS, from_seeds: int = 3, project_videos: tuple[int, ...] = (),
+          out_dir: Path | None = None, n_boot: int | None = None) -> str:
+    """The power table: ``req.seeds`` of each of ``methods`` (run or reused, one method at a time,
+    so an interrupted job leaves whole cells to reuse), the paired error of every pair a Table 2
+    claim compares, on the lowest ``from_seeds`` seeds and on all of them."""
+    from harness import pipeline
+    from harness.distill.methods import METHODS
+    from harness.tables.claims import N_BOOT, TABLE2_CLAIMS, cells_from_runs
+    from harness.tables.power import render_power
+    from harness.tables.tables import dataset_label
+
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or len(methods) < 2:
+        raise HarnessError(f"--methods {','.join(methods)}: " + (f"unknown method {unknown[0]!r}; choose from "
+                           f"{', '.join(METHODS)}" if unknown else "power compares methods, so it needs two or more"))
+    if len(req.seeds) <= from_seeds:
+        raise HarnessError(f"--seeds {len(req.seeds)}: power compares {from_seeds} seeds with more, so it needs at "
+                           f"least {from_seeds + 1}")
+    runs = {}
+    for m in methods:
+        runs.update(pipeline.table2_runs([m], req.preset, req.seeds, store=req.store, data_root=req.data_root,
+                                        progress=req.progress, strict=req.strict, dataset=req.dataset,
+                                        split=req.split))
+    cells = cells_from_runs(runs)
+    labels = {m: METHODS[m].label for m in methods}
+    return render_power(cells, TABLE2_CLAIMS, labels, dataset_label([r for rs in runs.values() for r in rs]),
+                        req.command, req.out if out_dir is None else Path(out_dir), n_boot or N_BOOT, from_seeds,
+                        tuple(project_videos))
+
+
 def teachers(req: Request) -> str:
     from harness import pipeline
     from harness.tables.teachers import render_teachers
