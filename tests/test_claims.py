@@ -171,7 +171,7 @@ def test_the_volume_claim_compares_the_largest_volume_with_the_smallest():
 
 
 def test_measured_power_compares_the_lowest_seeds_with_all_of_them():
-    """``measured_power`` (scripts/measure_power.py's table) on cells whose errors are known: a
+    """``measured_power`` (`harness power`'s table) on cells whose errors are known: a
     is right everywhere on seeds 0 and 1 and wrong everywhere on seeds 2-9, b right on half the
     videos on every seed. On the three lowest seeds a leads by 16.7 points, with the error of a
     mean of 3 seeds drawn from {right, right, wrong} (100 sqrt(2/9 / 3) = 27.2) and the videos'
