@@ -104,12 +104,12 @@ def with_skip_bad(command):
     return skip_bad_option(run)
 
 
-def table_options(command):
+def table_options(command, seeds=seeds_option):
     """--preset, --seed, --store, --dataset, --data-root, --split, --seeds, --strict-seeds,
-    --skip-bad: what every table command takes."""
+    --skip-bad: what every table command takes (``seeds``: its own --seeds, where it differs)."""
     command = with_skip_bad(command)
     for option in reversed((preset_option, seed_option, store_option, dataset_option, data_root_option,
-                            table_split_option, seeds_option, strict_seeds_option)):
+                            table_split_option, seeds, strict_seeds_option)):
         command = option(command)
     return command
 
@@ -506,8 +506,16 @@ def claims(power, **options):
     click.echo(report.claims(_request(**options), power=power))
 
 
+def power_options(command):
+    """table_options with ``--seeds`` defaulting to 10: power compares three seeds with more."""
+    return table_options(command, click.option(
+        "--seeds", type=click.IntRange(min=1), default=10, show_default=True,
+        help="Seeds per method, --seed, --seed+1, ...; compared with the lowest 3, so at least 4. A seed varies "
+             "distillation; the teachers, their pretraining and the store use --seed."))
+
+
 @main.command()
-@table_options
+@power_options
 @click.option("--methods", default=",".join(report.POWER_METHODS), show_default=True, metavar="M,M,...",
               help="Table 2 methods to train, comma-separated; every pair a Table 2 claim compares is measured.")
 @click.option("--videos", default=None, metavar="N,N,...",
@@ -517,7 +525,7 @@ def claims(power, **options):
 @click.option("--out-dir", type=click.Path(file_okay=False), default=None,
               help="Where power.{md,csv,json,tex} go (default tables/generated/<preset>/).")
 def power(methods, videos, boot, out_dir, seeds, **options):
-    """How well the benchmark separates methods, measured: --seeds N (default 10) of each method.
+    """How well the benchmark separates methods, measured: --seeds N of each method.
 
     For every pair of the methods that a Table 2 claim compares: the paired standard error of the
     difference on the lowest 3 seeds (what the default tables hold), the error the 3-seed
@@ -532,7 +540,7 @@ def power(methods, videos, boot, out_dir, seeds, **options):
     if any(v < 1 for v in counts):
         raise click.BadParameter(f"{videos!r}: video counts must be positive", param_hint="--videos")
     method_list = [m.strip() for m in methods.split(",") if m.strip()]
-    click.echo(report.power(_request(seeds=seeds or 10, **options), method_list, 3, counts, out_dir, boot))
+    click.echo(report.power(_request(seeds=seeds, **options), method_list, 3, counts, out_dir, boot))
 
 
 @main.command("label-noise")
