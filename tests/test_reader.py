@@ -188,7 +188,9 @@ def test_a_pass_finalised_in_another_thread_does_not_wait_for_its_reads(store, m
     """An abandoned pass may be finalised by the garbage collector in any thread, zarr's own I/O
     thread among them, while the producer's read waits on that thread: closing must then not
     wait for the producer (it would never return). Its owner still stops it cleanly."""
-    reader = StreamingReader(store, batch_size=4, prefetch=1)
+    # a shuffle buffer of one chunk: the first batch needs only the first read, so the second is
+    # the one blocked while the pass is closed (with two, the first batch itself waited for it)
+    reader = StreamingReader(store, batch_size=4, prefetch=1, shuffle_buffer=1)
     release = threading.Event()
     real = reader.store.read_chunk
     calls = []
