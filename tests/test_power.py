@@ -40,7 +40,8 @@ def test_the_table_gives_each_pair_its_errors_and_each_method_its_seed_spread(tm
         table = list(csv.DictReader(fh))
     assert len(table) == 1 and float(table[0]["diff_n"]) == pytest.approx(25.0) and table[0]["verdict_n"]
     assert float(table[0][f"se_n_projected_{2 * V}_videos"]) > 0
-    assert r"\toprule" in (tmp_path / "out" / "power.tex").read_text()
+    tex = (tmp_path / "out" / "power.tex").read_text()
+    assert r"\toprule" in tex and r"Made by \texttt{harness power --preset tiny}" in tex
 
 
 def test_no_pair_to_compare_is_one_clear_error(tmp_path):

@@ -13,7 +13,7 @@ from pathlib import Path
 from harness.atomic import atomic_file, write_text_atomic
 from harness.provenance import code_version, write_json_atomic
 from harness.tables.claims import N_BOOT, cells_from_runs, paired_difference
-from harness.tables.render import run_machines, seed_stats, write_latex
+from harness.tables.render import provenance_lines, run_machines, seed_stats, write_latex
 
 
 def _cell(per_seed: dict[int, float]) -> str:
@@ -63,9 +63,7 @@ def render_label_noise(runs: dict[tuple[str, float], list], labels: dict[str, st
         "",
         *d_lines,
         "",
-        f"Made by: `{command}` (code {version}). Runs behind each cell are listed in label_noise.json.",
-        "",
-        f"Machine{'s' if len(machines) > 1 else ''} that computed the runs: {'; '.join(machines)}.",
+        *provenance_lines(command, version, "label_noise.json", "each cell", machines),
     ])
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -16,19 +16,16 @@ import numpy as np
 
 from harness.atomic import atomic_file, write_text_atomic
 from harness.provenance import code_version, write_json_atomic
-from harness.tables.claims import Cell, ClaimError, measured_power
-from harness.tables.render import run_machines, write_latex
+from harness.tables.claims import Cell, ClaimError, _correct, measured_power
+from harness.tables.render import latex_escape, provenance_lines, run_machines, write_latex
 
 TARGET_SE = 2.0   # points: what the paper's 1-3 point gaps need (docs/DATASET.md, Power)
 
 
 def _accuracy(cell: Cell) -> list[float]:
-    """Per-seed test accuracy in %, in seed order, from the saved predictions."""
-    out = []
-    for s in sorted(cell.by_seed):
-        pred = cell.by_seed[s]
-        out.append(100.0 * float((pred["scores"].argmax(1) == pred["targets"]).mean()))
-    return out
+    """Per-seed test accuracy in %, in seed order, from the saved predictions (scored as the
+    paired differences score them)."""
+    return [100.0 * float(_correct(cell.by_seed[s]).mean()) for s in sorted(cell.by_seed)]
 
 
 def render_power(cells: dict[str, Cell], claims, labels: dict[str, str], dataset_label: str, command: str,
@@ -76,9 +73,7 @@ def render_power(cells: dict[str, Cell], claims, labels: dict[str, str], dataset
         "",
         *acc_lines,
         "",
-        f"Made by: `{command}` (code {version}). Runs behind each method are listed in power.json.",
-        "",
-        f"Machine{'s' if len(machines) > 1 else ''} that computed the runs: {'; '.join(machines)}.",
+        *provenance_lines(command, version, "power.json", "each method", machines),
     ])
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -91,8 +86,9 @@ def render_power(cells: dict[str, Cell], claims, labels: dict[str, str], dataset
         for r in rows:
             writer.writerow([*(r[k] for k in keys), *r["ci_n"]])
     write_latex(out_dir / "power.tex", head, body,
-                f"Power on {dataset_label}: paired standard error of a difference (points), {from_seeds} vs {n} "
-                f"seeds.")
+                latex_escape(f"Power on {dataset_label}: paired standard error of a difference (points), "
+                             f"{from_seeds} vs {n} seeds. ")
+                + f"Made by \\texttt{{{latex_escape(command)}}} (code {latex_escape(version)}).")
     write_json_atomic(out_dir / "power.json", {
         "command": command, "code_version": version, "dataset": dataset_label, "seeds": seeds, "n_videos": videos,
         "machines": machines, "n_boot": n_boot, "target_se_points": TARGET_SE, "median_se": median, "rows": rows,

@@ -36,6 +36,13 @@ def run_machines(run_paths) -> list[str]:
     return seen or ["not recorded"]
 
 
+def provenance_lines(command: str, version: str, json_name: str, behind: str, machines: list[str]) -> list[str]:
+    """A generated table's closing lines: the command and code version that made it, where the
+    runs behind ``behind`` (e.g. "each number") are listed, and the machines that computed them."""
+    return [f"Made by: `{command}` (code {version}). Runs behind {behind} are listed in {json_name}.", "",
+            f"Machine{'s' if len(machines) > 1 else ''} that computed the runs: {'; '.join(machines)}."]
+
+
 def paper_numbers(table: int) -> dict[str, dict]:
     """``{row_key: {"label": ..., "ucf101": float, "hmdb51": float, "ccv": float}}``."""
     path = PAPER_DIR / f"paper_table{table}.csv"
@@ -148,10 +155,7 @@ def render(table: int, rows: list[MeasuredRow], dataset_label: str, command: str
         "",
         *lines,
         "",
-        f"Made by: `{command}` (code {version}). Runs behind each number are listed in "
-        f"table{table}.json.",
-        "",
-        f"Machine{'s' if len(machines) > 1 else ''} that computed the runs: {'; '.join(machines)}.",
+        *provenance_lines(command, version, f"table{table}.json", "each number", machines),
     ])
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out_dir / f"table{table}.md", md + "\n")
