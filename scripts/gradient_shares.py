@@ -10,7 +10,8 @@ is the initial student, seeded as the runner seeds it; the last epoch is the fin
 ``student.pt``), so the trajectory is that run's, with its run key. At each point, on the first
 ``--batches`` training batches of the store (view 0, unshuffled, the same at every point), every
 term is weighted as the objective weights it (CE by 1 - lambda, each logit term by lambda; MMGD
-with its own edge network at initialisation and its weight ``mmgd_w_logit``), and the gradient
+with its own edge network at initialisation and its weight ``mmgd_w_logit``; G_l with uniform
+edges, where the run's own stay within 0.002 at ``gl_gd_reg`` = 10), and the gradient
 of each term alone is taken with respect to the student's logits (mean per-item norm) and to
 the student's parameters (global norm, and its cosine with the cross-entropy's). Prints one
 table and writes the numbers as JSON.
@@ -25,26 +26,14 @@ import torch
 
 from harness.cache.reader import StreamingReader
 from harness.cache.store import FeatureStore
-from harness.distill.methods import PARTS, MethodContext, build_method
+from harness.distill.methods import PARTS, build_method
 from harness.distill.runner import (_batch_to_teachers, _fields, _resolve_config, _student_input, distill,
-                                    ground_cost, teacher_names)
-from harness.cache import schema
+                                    method_context, teacher_names)
 from harness.models import MODEL_PRESETS, build_model
 from harness.runs import RunDir
 from harness.utils import seed_everything
 
 TERMS = ("ce", "kd", "gl", "mmgd")
-
-
-def _context(st: FeatureStore, preset: str) -> tuple[MethodContext, list[str]]:
-    names = teacher_names(st)
-    classes = list(st.manifest["dataset"]["classes"])
-    student = build_model("alexnet", len(classes), preset)
-    ctx = MethodContext(num_classes=len(classes), teacher_names=names,
-                        teacher_channels=[st.field(schema.teacher_field(n, "conv4")).item_shape[1] for n in names],
-                        student_channels=student.conv4_shape()[0], ground_cost=ground_cost(st, names),
-                        student_stage_channels=tuple(student.stage_channels))
-    return ctx, names
 
 
 def _student_at(method: str, preset: str, seed: int, store: Path, epoch: int, cfg, ctx) -> tuple[torch.nn.Module, dict]:
@@ -59,6 +48,9 @@ def _student_at(method: str, preset: str, seed: int, store: Path, epoch: int, cf
     if epoch >= cfg.epochs:
         student.load_state_dict(torch.load(run.path / "student.pt", weights_only=True))
     else:
+        if not run.state_path.is_file():
+            raise SystemExit(f"{run.path}: the run is finished, so its epoch-{epoch} state is gone; measure the "
+                             f"epochs before the last in an empty runs folder (HARNESS_RUNS=...)")
         state = torch.load(run.state_path, weights_only=False)
         if state["epoch"] + 1 != epoch:
             raise SystemExit(f"{run.state_path}: holds epoch {state['epoch'] + 1}, not {epoch}; "
@@ -84,8 +76,8 @@ def measure(student, parts, weights, batches) -> dict:
         out = student.forward_features(x)
         flat = {}
         for name, part in parts.items():
-            terms = part(out, tb)
-            term = weights[name] * (terms["logit"] if "logit" in terms else terms.get("kd", terms.get("ce")))
+            # the part's label or imitation term (not its graph regulariser or representation term)
+            term = weights[name] * next(v for k, v in part(out, tb).items() if part.groups[k] in ("hard", "logit"))
             g_logits, *g_params = torch.autograd.grad(term, [out.logits, *params], retain_graph=True,
                                                       allow_unused=True)
             flat[name] = _flat(g_params)
@@ -111,9 +103,9 @@ def main() -> None:
     store = a.store or Path("cache") / f"{a.preset}.zarr"
     st = FeatureStore.open(store)
     cfg = _resolve_config(a.preset, None)
-    ctx, names = _context(st, a.preset)
+    names = teacher_names(st)
+    ctx = method_context(st, names, build_model("alexnet", len(st.manifest["dataset"]["classes"]), a.preset))
     lam = cfg.method.lam
-    weights = {"ce": 1.0 - lam, "kd": lam, "gl": lam, "mmgd": lam}
     reader = StreamingReader(st, _fields("gl+gr", names), cfg.batch_size, split="train", shuffle=False, view=0,
                              drop_last=True)
     size = MODEL_PRESETS[a.preset].input_size
@@ -124,6 +116,8 @@ def main() -> None:
             break
     torch.manual_seed(1234)   # the comparison parts' own parameters (MMGD's edge network)
     parts = {t: PARTS[t](ctx, cfg.method) for t in TERMS}
+    # Eq. 2: the label term by 1 - lambda, every imitation (logit) term by lambda
+    weights = {t: 1.0 - lam if "hard" in p.groups.values() else lam for t, p in parts.items()}
     results = []
     print(f"{a.method} seed {a.seed}: gradient norm of each weighted term alone "
           f"(CE x {1 - lam:.1f}, logit terms x {lam:.1f}); {len(batches)} batches of {cfg.batch_size}")

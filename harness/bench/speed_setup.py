@@ -22,8 +22,9 @@ from harness.cache.teachers import TEACHER_TASKS
 from harness.cache.writer import write_store
 from harness.data.transforms import apply_views_torch
 from harness.distill.methods import METHODS, MethodContext, MethodSettings, TeacherBatch, build_method
-from harness.distill.runner import (_batch_to_teachers, _student_input, _Trainable, ground_cost, optimiser_parameters,
+from harness.distill.runner import (_batch_to_teachers, _student_input, _Trainable, optimiser_parameters,
                                     teacher_names)
+from harness.distill.runner import method_context as runner_method_context
 from harness.models import MODEL_PRESETS, build_model
 from harness.pretext import get_task
 from harness.allocator import keep_freed_memory
@@ -101,12 +102,7 @@ def write_random_store(path: Path, preset: str, n_items: int, n_train: int, chun
 
 def method_context(store: FeatureStore, preset: str) -> MethodContext:
     """What the runner builds a method from, for this store and the preset's student."""
-    names = teacher_names(store)
-    student = build_model("alexnet", NUM_CLASSES[preset], preset)
-    return MethodContext(num_classes=NUM_CLASSES[preset], teacher_names=names,
-                         teacher_channels=[store.field(schema.teacher_field(n, "conv4")).item_shape[1] for n in names],
-                         student_channels=student.conv4_shape()[0], ground_cost=ground_cost(store, names),
-                         student_stage_channels=tuple(student.stage_channels))
+    return runner_method_context(store, teacher_names(store), build_model("alexnet", NUM_CLASSES[preset], preset))
 
 
 class Trainee:

@@ -255,6 +255,16 @@ class _Setup:
     noise: LabelNoise
 
 
+def method_context(st: FeatureStore, names: list[str], student: nn.Module) -> MethodContext:
+    """What a method is built from: the store's classes, teachers' conv4 channels and EM ground
+    cost for teachers ``names``, and ``student``'s channels."""
+    return MethodContext(num_classes=len(st.manifest["dataset"]["classes"]), teacher_names=names,
+                         teacher_channels=[st.field(schema.teacher_field(n, "conv4")).item_shape[1] for n in names],
+                         student_channels=student.conv4_shape()[0],
+                         multilabel=bool(st.manifest["dataset"].get("multilabel", False)),
+                         ground_cost=ground_cost(st, names), student_stage_channels=tuple(student.stage_channels))
+
+
 def _build(job: _Job, device: torch.device) -> _Setup:
     st, manifest = job.store, job.store.manifest
     names = teacher_names(st)
@@ -269,14 +279,11 @@ def _build(job: _Job, device: torch.device) -> _Setup:
     multilabel = bool(manifest["dataset"].get("multilabel", False))
     student = build_model("alexnet", len(classes), job.preset)
     c4 = st.field(schema.teacher_field(names[0], "conv4")).item_shape
-    s_c, s_h, s_w = student.conv4_shape()
+    _, s_h, s_w = student.conv4_shape()
     if tuple(c4[-2:]) != (s_h, s_w):
         raise DistillError(f"{job.store_path}: teacher conv4 maps are {c4[-2:]} but the {job.preset} student's "
                            f"conv4 is {(s_h, s_w)}; rebuild the cache for this preset")
-    ctx = MethodContext(num_classes=len(classes), teacher_names=names,
-                        teacher_channels=[st.field(schema.teacher_field(n, "conv4")).item_shape[1] for n in names],
-                        student_channels=s_c, multilabel=multilabel, ground_cost=ground_cost(st, names),
-                        student_stage_channels=tuple(student.stage_channels))
+    ctx = method_context(st, names, student)
     model = _Trainable(student, build_method(job.method, ctx, job.cfg.method)).to(device)
     params = optimiser_parameters(model)
     cfg = job.cfg
