@@ -160,18 +160,76 @@ def test_reused_chunk_buffers_never_change_a_batch_already_delivered(store, spli
 
 
 def reader_threads():
-    return [t for t in threading.enumerate() if t.name == "store-reader"]
+    """The reader's producer and its decoding pool, while any is alive."""
+    return [t for t in threading.enumerate() if t.name == "store-reader" or t.name.startswith("store-decode")]
 
 
-@pytest.mark.parametrize("buffer,prefetch", [(1, 1), (2, 2), (4, 1)])
-def test_memory_is_bounded_in_chunks(store, buffer, prefetch):
-    reader = StreamingReader(store, batch_size=4, shuffle_buffer=buffer, prefetch=prefetch, seed=0)
+@pytest.mark.parametrize("buffer,prefetch,decoders", [(1, 1, 1), (2, 2, 1), (4, 1, 1), (1, 1, 2), (2, 2, 3)])
+def test_memory_is_bounded_in_chunks(store, buffer, prefetch, decoders):
+    reader = StreamingReader(store, batch_size=4, shuffle_buffer=buffer, prefetch=prefetch, seed=0,
+                             decode_threads=decoders)
     peak = 0
     for _ in reader:
         peak = max(peak, reader.chunks_alive)
-    assert reader.max_chunks_alive <= buffer + prefetch + 1 < store.n_chunks
+    assert reader.max_chunks_alive <= buffer + prefetch + decoders < store.n_chunks
     assert reader.max_chunks_alive >= buffer  # the counter does count
     assert reader.chunks_alive == 0 and not reader_threads()
+
+
+@pytest.mark.parametrize("split", [None, "train"])
+def test_batches_are_the_same_bits_whatever_the_decode_threads(store, split):
+    """Chunks decoded several at once are handed over in the epoch's order: every batch of
+    three epochs (random views, shuffled; a split, whose chunks are cut to its items) equals
+    the one-thread reader's, and each chunk is decoded once per epoch."""
+    def epochs(decoders):
+        reader = StreamingReader(store, batch_size=5, split=split, seed=7, shuffle_buffer=2, prefetch=1,
+                                 decode_threads=decoders)
+        out = []
+        for e in range(3):
+            reader.set_epoch(e)
+            out += [{k: v.numpy().copy() for k, v in b.items()} for b in reader]
+        assert reader.chunks_alive == 0
+        return out
+
+    one = epochs(1)
+    for decoders in (2, 3, 8):
+        many = epochs(decoders)
+        assert len(many) == len(one)
+        for a, b in zip(one, many):
+            assert a.keys() == b.keys()
+            for k in a:
+                np.testing.assert_array_equal(a[k], b[k], err_msg=f"{decoders} threads, field {k}")
+    assert not reader_threads()
+
+
+def test_chunks_decode_at_the_same_time(store, monkeypatch):
+    """With two decode threads a second chunk's read starts while the first is still running
+    (the first waits until it sees the second start); one thread reads them one after another."""
+    real = store.read_chunk
+    lock = threading.Lock()
+    running, overlap = [0], [0]
+    second_started = threading.Event()
+
+    def watched(i, *a, **kw):
+        with lock:
+            running[0] += 1
+            overlap[0] = max(overlap[0], running[0])
+            if running[0] > 1:
+                second_started.set()
+        second_started.wait(0.5)
+        try:
+            return real(i, *a, **kw)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(store, "read_chunk", watched)
+    for decoders, want in ((1, 1), (2, 2)):
+        overlap[0] = 0
+        second_started.clear()
+        list(StreamingReader(store, batch_size=8, decode_threads=decoders))
+        assert overlap[0] == want
+    assert not reader_threads()
 
 
 def test_abandoned_iteration_stops_the_thread(store):
@@ -272,16 +330,24 @@ def test_the_reader_hints_each_next_chunk_before_decoding_the_current_one(store,
     read = store.read_chunk
     monkeypatch.setattr(store, "read_chunk", lambda i, *a, **kw: (events.append(("read", i)), read(i, *a, **kw))[1])
     fields = ["label", "teachers/sort/conv4"]
-    reader = StreamingReader(store, fields, batch_size=16, seed=3, rank=1, world_size=2)
-    reader.set_epoch(2)
-    epoch_indices(reader)
-    order = [int(c) for c in reader._rank_chunks(1)]
-    expected = []
-    for k, c in enumerate(order):
-        if k + 1 < len(order):
-            expected.append(("hint", order[k + 1], tuple(fields)))
-        expected.append(("read", c))
-    assert events == expected
+    for decoders in (1, 2):
+        events.clear()
+        reader = StreamingReader(store, fields, batch_size=16, seed=3, rank=1, world_size=2, decode_threads=decoders)
+        reader.set_epoch(2)
+        epoch_indices(reader)
+        order = [int(c) for c in reader._rank_chunks(1)]
+        if decoders == 1:   # one at a time: hint the next, read this one
+            expected = []
+            for k, c in enumerate(order):
+                if k + 1 < len(order):
+                    expected.append(("hint", order[k + 1], tuple(fields)))
+                expected.append(("read", c))
+            assert events == expected
+        else:               # several decoders: each next chunk still hinted before this one's read starts
+            assert sorted(e for e in events if e[0] == "read") == sorted(("read", c) for c in order)
+            assert [e for e in events if e[0] == "hint"] == [("hint", c, tuple(fields)) for c in order[1:]]
+            for k in range(len(order) - 1):
+                assert events.index(("hint", order[k + 1], tuple(fields))) < events.index(("read", order[k]))
 
 
 def test_will_read_chunk_asks_the_kernel_for_that_chunks_files(store, monkeypatch):

@@ -2,18 +2,22 @@
 
 One pass over a :class:`StreamingReader` is one epoch. Order: the chunks are permuted from
 ``(seed, epoch)``; each rank takes every ``world_size``-th of them; a background thread reads
-them (at most ``prefetch`` waiting in a queue); the consumer keeps ``shuffle_buffer`` chunks
-and draws every batch uniformly from the items still in them, releasing a chunk once all its
-items are drawn (a batch's rows are copied out as they are drawn). So at most
-``shuffle_buffer + prefetch + 1`` chunks are alive whatever the store size, and the order
-depends only on ``(seed, epoch, rank, world_size)``.
+them, ``decode_threads`` chunks at a time, and hands them over in that order (at most
+``prefetch`` waiting in a queue); the consumer keeps ``shuffle_buffer`` chunks and draws every
+batch uniformly from the items still in them, releasing a chunk once all its items are drawn
+(a batch's rows are copied out as they are drawn). So at most
+``shuffle_buffer + prefetch + decode_threads`` chunks are alive whatever the store size, and
+the order (so every batch, to the bit) depends only on ``(seed, epoch, rank, world_size)``,
+never on ``decode_threads``.
 """
 
 from __future__ import annotations
 
+import collections
 import os
 import queue
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -23,6 +27,17 @@ from harness.cache.store import FeatureStore, StoreError
 
 _SPLITS = {"train": 0, "test": 1}
 _END = object()
+
+
+def default_decode_threads() -> int:
+    """Chunks decoded at once by default: two where the process may use two cores. Decoding
+    (file read, blosc, crc32, the finite check) runs outside the interpreter lock, so a second
+    chunk decodes beside the first (docs/SPEED.md, figure 4)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return 2 if cores >= 2 else 1
 
 
 _HALF_EXPONENT = np.uint16(0x7C00)
@@ -53,7 +68,9 @@ class StreamingReader:
 
     ``split`` ("train"/"test"/0/1) keeps only items whose ``split_field`` has that value.
     ``even_batches`` makes every rank yield the same number of batches (DDP needs it; the
-    surplus items of the fuller ranks are skipped that epoch).
+    surplus items of the fuller ranks are skipped that epoch). ``decode_threads`` (default
+    :func:`default_decode_threads`) chunks are read and decoded at once; the batches are the
+    same bits whatever it is.
     """
 
     def __init__(
@@ -73,6 +90,7 @@ class StreamingReader:
         world_size: int = 1,
         even_batches: bool = False,
         split_field: str = "split",
+        decode_threads: int | None = None,
     ):
         self.store = store if isinstance(store, FeatureStore) else FeatureStore.open(store)
         st = self.store
@@ -81,8 +99,10 @@ class StreamingReader:
                              f"finish writing it before reading")
         self.fields = [f.name for f in st.fields] if fields is None else list(fields)
         specs = [st.field(n) for n in self.fields]
-        if batch_size < 1 or shuffle_buffer < 1 or prefetch < 1:
-            raise StoreError(f"{st.path}: batch_size, shuffle_buffer and prefetch must be >= 1")
+        decode_threads = default_decode_threads() if decode_threads is None else decode_threads
+        if batch_size < 1 or shuffle_buffer < 1 or prefetch < 1 or decode_threads < 1:
+            raise StoreError(f"{st.path}: batch_size, shuffle_buffer, prefetch and decode_threads must be >= 1")
+        self.decode_threads = int(decode_threads)
         if world_size < 1 or not 0 <= rank < world_size:
             raise StoreError(f"{st.path}: rank {rank} / world size {world_size}: need 0 <= rank < world_size")
         self.batch_size, self.shuffle, self.seed = int(batch_size), bool(shuffle), int(seed)
@@ -159,40 +179,76 @@ class StreamingReader:
             self.chunks_alive += n
             self.max_chunks_alive = max(self.max_chunks_alive, self.chunks_alive)
 
+    def _read(self, c: int, buffers: dict[str, np.ndarray]) -> tuple:
+        """Chunk ``c`` read, checked and cut to this reader's items: ``(idx, data, buffers)``,
+        ``buffers`` None when ``data`` are copies (the buffers are then free again)."""
+        a, b = self.store.chunk_range(c)
+        data = self.store.read_chunk(c, self.fields, buffers=buffers)
+        self._check_finite(c, data)
+        idx = np.arange(a, b, dtype=np.int64)
+        if self._keep is not None:
+            rows = np.flatnonzero(self._keep[a:b])
+            if len(rows) < b - a:
+                data = {k: v[rows] for k, v in data.items()}   # copies: the buffers are free again
+                idx = idx[rows]
+                self._spare.put(buffers)
+                buffers = None
+        return idx, data, buffers
+
     def _produce(self, chunks: np.ndarray, q: queue.Queue, stop: threading.Event) -> None:
         # Chunks are decoded into the buffers of chunks already drawn out (``_spare``): fresh
         # memory's first touch cost 3.5x the decoding itself and left the reader at 0.4 of a
-        # plain read of the files (docs/SPEED.md, figure 4).
+        # plain read of the files (docs/SPEED.md, figure 4). ``decode_threads`` chunks decode
+        # at once on a pool (the work is outside the interpreter lock) and are handed over in
+        # the epoch's order, so the batches do not depend on how many decode together.
+        width = min(self.decode_threads, max(len(chunks), 1))
+        pool = ThreadPoolExecutor(width, thread_name_prefix="store-decode") if width > 1 else None
+        pending: collections.deque = collections.deque()   # reads started, in chunk order
+        started = 0
+
+        def start() -> None:
+            nonlocal started
+            k, started = started, started + 1
+            if k + 1 < len(chunks):
+                # the next chunk's files start loading from disk while this one decodes:
+                # on a store larger than the page cache, the disk and the decoding overlap
+                self.store.will_read_chunk(int(chunks[k + 1]), self.fields)
+            try:
+                buffers = self._spare.get_nowait()
+            except queue.Empty:
+                buffers = self.store.chunk_buffers(self.fields)
+            self._acquire(1)   # a chunk being decoded holds its buffers: alive from here
+            c = int(chunks[k])
+            pending.append(pool.submit(self._read, c, buffers) if pool else (c, buffers))
+
         try:
-            for k, c in enumerate(chunks):
+            while started < min(width, len(chunks)):
+                start()
+            while pending:
                 if stop.is_set():
                     return
-                if k + 1 < len(chunks):
-                    # the next chunk's files start loading from disk while this one decodes:
-                    # on a store larger than the page cache, the disk and the decoding overlap
-                    self.store.will_read_chunk(int(chunks[k + 1]), self.fields)
-                a, b = self.store.chunk_range(int(c))
+                head = pending.popleft()
                 try:
-                    buffers = self._spare.get_nowait()
-                except queue.Empty:
-                    buffers = self.store.chunk_buffers(self.fields)
-                data = self.store.read_chunk(int(c), self.fields, buffers=buffers)
-                self._check_finite(int(c), data)
-                idx = np.arange(a, b, dtype=np.int64)
-                if self._keep is not None:
-                    rows = np.flatnonzero(self._keep[a:b])
-                    if len(rows) < b - a:
-                        data = {k: v[rows] for k, v in data.items()}   # copies: the buffers are free again
-                        idx = idx[rows]
-                        self._spare.put(buffers)
-                        buffers = None
-                self._acquire(1)
-                if not self._hand_over((idx, data, buffers), q, stop):
+                    item = head.result() if pool else self._read(*head)
+                except BaseException:
+                    self._acquire(-1)
+                    raise
+                if not self._hand_over(item, q, stop):
                     self._acquire(-1)
                     return
+                if started < len(chunks):
+                    start()
             self._hand_over(_END, q, stop)
         except BaseException as exc:  # handed to the consumer, re-raised there
             self._hand_over(exc, q, stop)
+        finally:
+            # reads still running when the pass stops end before the thread does; their
+            # buffers are dropped, never reused while a decoder might still write them
+            if pool is not None:
+                for f in pending:
+                    f.cancel()
+                pool.shutdown(wait=True)
+            self._acquire(-len(pending))
 
     @staticmethod
     def _hand_over(item, q: queue.Queue, stop: threading.Event) -> bool:

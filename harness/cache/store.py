@@ -33,6 +33,7 @@ import os
 import re
 import shutil
 import sys
+import threading
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -898,6 +899,7 @@ class HDF5Store(FeatureStore):
     def __init__(self, path: Path, record: dict, mode: str):
         super().__init__(path, record, mode)
         self._h5 = None
+        self._h5_lock = threading.Lock()
 
     @property
     def parts(self) -> Path:
@@ -932,12 +934,14 @@ class HDF5Store(FeatureStore):
         return cls(path, _read_record(Path(str(path) + ".parts") / STORE_JSON), mode)
 
     def _file(self):
-        # One read handle per store object, opened lazily (h5py serialises access itself).
-        if self._h5 is None:
-            import h5py
+        # One read handle per store object, opened lazily (h5py serialises access itself); the
+        # lock keeps two of the reader's decoding threads from both opening it.
+        with self._h5_lock:
+            if self._h5 is None:
+                import h5py
 
-            self._h5 = h5py.File(self.path, "r")
-        return self._h5
+                self._h5 = h5py.File(self.path, "r")
+            return self._h5
 
     def close(self) -> None:
         if self._h5 is not None:
