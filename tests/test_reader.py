@@ -202,6 +202,47 @@ def test_batches_are_the_same_bits_whatever_the_decode_threads(store, split):
     assert not reader_threads()
 
 
+@pytest.mark.parametrize("split", [None, "train"])
+def test_chunks_kept_decoded_give_the_same_batches_and_are_read_once(store, monkeypatch, split):
+    """A shuffle buffer holding every chunk keeps them decoded across epochs by default: three
+    epochs give the batches of a reader that reads every epoch, to the bit, and each chunk is
+    read once instead of once per epoch. Several ranks, or a smaller buffer, read every epoch."""
+    real = store.read_chunk
+    reads = []
+    monkeypatch.setattr(store, "read_chunk", lambda i, *a, **kw: (reads.append(i), real(i, *a, **kw))[1])
+
+    def epochs(**kw):
+        reads.clear()
+        reader = StreamingReader(store, batch_size=5, split=split, seed=4, prefetch=1, **kw)
+        out = []
+        for e in range(3):
+            reader.set_epoch(e)
+            out += [{k: v.numpy().copy() for k, v in b.items()} for b in reader]
+        assert reader.chunks_alive == 0
+        return reader, out, sorted(reads)
+
+    everything = store.n_chunks
+    kept, a, reads_kept = epochs(shuffle_buffer=everything)
+    fresh, b, reads_fresh = epochs(shuffle_buffer=everything, keep_decoded=False)
+    assert kept.keep_decoded and not fresh.keep_decoded
+    chunks = sorted(int(c) for c in kept._chunks)
+    assert reads_kept == chunks and reads_fresh == sorted(chunks * 3)
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        for k in x:
+            np.testing.assert_array_equal(x[k], y[k], err_msg=k)
+    # kept by request beside a small buffer: chunks drawn out early must not lend their memory
+    # to the chunks decoded after them
+    small, c, reads_small = epochs(shuffle_buffer=1, keep_decoded=True)
+    assert reads_small == chunks and len(c) == len(epochs(shuffle_buffer=1)[1])
+    for x, y in zip(c, epochs(shuffle_buffer=1, keep_decoded=False)[1]):
+        for k in x:
+            np.testing.assert_array_equal(x[k], y[k], err_msg=k)
+    assert not StreamingReader(store, shuffle_buffer=everything - 1).keep_decoded
+    assert not StreamingReader(store, shuffle_buffer=everything, rank=0, world_size=2).keep_decoded
+    assert not reader_threads()
+
+
 def test_chunks_decode_at_the_same_time(store, monkeypatch):
     """With two decode threads a second chunk's read starts while the first is still running
     (a read waits until it sees a second one start); one thread reads them one after another

@@ -70,7 +70,10 @@ class StreamingReader:
     ``even_batches`` makes every rank yield the same number of batches (DDP needs it; the
     surplus items of the fuller ranks are skipped that epoch). ``decode_threads`` (default
     :func:`default_decode_threads`) chunks are read and decoded at once; the batches are the
-    same bits whatever it is.
+    same bits whatever it is. ``keep_decoded`` keeps every chunk decoded (and checked) across
+    epochs, read once; by default on where the shuffle buffer holds all of a single rank's
+    chunks (the whole split is then in memory at each epoch's start anyway). The batches are
+    the same bits either way.
     """
 
     def __init__(
@@ -91,6 +94,7 @@ class StreamingReader:
         even_batches: bool = False,
         split_field: str = "split",
         decode_threads: int | None = None,
+        keep_decoded: bool | None = None,
     ):
         self.store = store if isinstance(store, FeatureStore) else FeatureStore.open(store)
         st = self.store
@@ -133,6 +137,13 @@ class StreamingReader:
             per_chunk = [int(self._keep[a:b].sum()) for a, b in map(st.chunk_range, range(st.n_chunks))]
         self._chunk_counts = np.asarray(per_chunk, dtype=np.int64)
         self._chunks = np.flatnonzero(self._chunk_counts)
+        # A shuffle buffer that holds every chunk (one rank) holds the whole split decoded at
+        # each epoch's start anyway: keeping it so costs no more memory than the buffers kept
+        # for decoding into, and spares every later epoch its reads and its wait to fill.
+        if keep_decoded is None:
+            keep_decoded = self.world_size == 1 and self.shuffle_buffer >= len(self._chunks)
+        self.keep_decoded = bool(keep_decoded)
+        self._decoded: dict[int, tuple[np.ndarray, dict[str, np.ndarray]]] = {}
         # Instrumentation: chunks read and not yet released (the memory bound under test).
         # Buffers of chunks drawn out, decoded into again (this epoch or the next); never more
         # sets than chunks alive at once.
@@ -202,14 +213,20 @@ class StreamingReader:
         # at once on a pool (the work is outside the interpreter lock) and are handed over in
         # the epoch's order, so the batches do not depend on how many decode together.
         width = min(self.decode_threads, max(len(chunks), 1))
-        pool = ThreadPoolExecutor(width, thread_name_prefix="store-decode") if width > 1 else None
-        pending: collections.deque = collections.deque()   # reads started, in chunk order
+        todo = [int(c) for c in chunks if int(c) not in self._decoded]
+        pool = ThreadPoolExecutor(width, thread_name_prefix="store-decode") if width > 1 and len(todo) > 1 else None
+        pending: collections.deque = collections.deque()   # (chunk, read started or None), in chunk order
         started = 0
 
         def start() -> None:
             nonlocal started
             k, started = started, started + 1
-            if k + 1 < len(chunks):
+            c = int(chunks[k])
+            self._acquire(1)   # a chunk being decoded holds its buffers: alive from here
+            if c in self._decoded:   # kept decoded from an earlier epoch: nothing to read
+                pending.append((c, None))
+                return
+            if k + 1 < len(chunks) and int(chunks[k + 1]) not in self._decoded:
                 # the next chunk's files start loading from disk while this one decodes:
                 # on a store larger than the page cache, the disk and the decoding overlap
                 self.store.will_read_chunk(int(chunks[k + 1]), self.fields)
@@ -217,9 +234,17 @@ class StreamingReader:
                 buffers = self._spare.get_nowait()
             except queue.Empty:
                 buffers = self.store.chunk_buffers(self.fields)
-            self._acquire(1)   # a chunk being decoded holds its buffers: alive from here
-            c = int(chunks[k])
-            pending.append(pool.submit(self._read, c, buffers) if pool else (c, buffers))
+            pending.append((c, pool.submit(self._read, c, buffers) if pool else buffers))
+
+        def result(c: int, read) -> tuple:
+            if read is None:
+                idx, data = self._decoded[c]
+                return idx, data, None
+            idx, data, buffers = read.result() if pool else self._read(c, read)
+            if not self.keep_decoded:
+                return idx, data, buffers
+            self._decoded[c] = (idx, data)   # its buffers now back the kept chunk: never reused
+            return idx, data, None
 
         try:
             while started < min(width, len(chunks)):
@@ -227,9 +252,9 @@ class StreamingReader:
             while pending:
                 if stop.is_set():
                     return
-                head = pending.popleft()
+                c, read = pending.popleft()
                 try:
-                    item = head.result() if pool else self._read(*head)
+                    item = result(c, read)
                 except BaseException:
                     self._acquire(-1)
                     raise
@@ -245,8 +270,9 @@ class StreamingReader:
             # reads still running when the pass stops end before the thread does; their
             # buffers are dropped, never reused while a decoder might still write them
             if pool is not None:
-                for f in pending:
-                    f.cancel()
+                for _, f in pending:
+                    if f is not None:
+                        f.cancel()
                 pool.shutdown(wait=True)
             self._acquire(-len(pending))
 
