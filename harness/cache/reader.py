@@ -8,7 +8,9 @@ batch uniformly from the items still in them, releasing a chunk once all its ite
 (a batch's rows are copied out as they are drawn). So at most
 ``shuffle_buffer + prefetch + decode_threads`` chunks are alive whatever the store size, and
 the order (so every batch, to the bit) depends only on ``(seed, epoch, rank, world_size)``,
-never on ``decode_threads``.
+never on ``decode_threads``. A reader whose shuffle buffer holds all of one rank's chunks
+keeps them decoded between epochs (``keep_decoded``): the memory it holds at each epoch's
+start anyway, read once.
 """
 
 from __future__ import annotations
