@@ -40,3 +40,47 @@ def test_the_harness_optimisers_give_the_per_parameter_loops_weights_to_the_bit(
 def test_the_harness_optimisers_take_the_foreach_path():
     p = [torch.nn.Parameter(torch.ones(3))]
     assert adam(p, lr=0.1).defaults["foreach"] is True and sgd(p, lr=0.1).defaults["foreach"] is True
+
+
+def test_the_fused_kernel_is_adam_with_other_rounding():
+    """``adam(..., "fused")``: torch's fused kernel, close to the loop's weights but not its bits
+    (which is why only the paper preset, with no committed numbers, takes it)."""
+    fused = _trained(lambda ps: adam(ps, "fused", lr=1e-3, betas=(0.9, 0.999), weight_decay=5e-4))
+    loop = _trained(lambda ps: torch.optim.Adam(ps, lr=1e-3, betas=(0.9, 0.999), weight_decay=5e-4, foreach=False))
+    start = _trained(lambda ps: torch.optim.SGD(ps, lr=0.0), steps=0)
+    assert (fused - start).abs().max() > 1e-3           # it trains: six steps of lr 1e-3 moved the weights
+    assert torch.allclose(fused, loop, rtol=0, atol=1e-5)
+    assert not torch.equal(fused, loop)
+    p = [torch.nn.Parameter(torch.ones(3))]
+    assert adam(p, "fused", lr=0.1).defaults["fused"] is True
+    with pytest.raises(ValueError, match="'fast' is not one of foreach, fused"):
+        adam(p, "fast", lr=0.1)
+
+
+def test_the_deterministic_mode_keeps_the_foreach_kernel(monkeypatch):
+    from harness import determinism
+
+    monkeypatch.setattr(determinism, "requested", lambda: True)
+    opt = adam([torch.nn.Parameter(torch.ones(3))], "fused", lr=0.1)
+    assert opt.defaults["foreach"] is True and not opt.defaults["fused"]
+
+
+def test_the_runner_builds_the_kernel_its_config_names(smoke_store, tmp_path, monkeypatch):
+    """The paper preset's distillation takes the fused kernel; the presets with committed
+    numbers keep foreach and their run keys (the setting is keyless at its default)."""
+    import harness.distill.runner as runner
+    from harness.config import to_dict
+
+    assert runner.DISTILL_PRESETS["paper"].optimizer_kernel == "fused"
+    for preset in ("smoke", "tiny"):
+        assert runner.DISTILL_PRESETS[preset].optimizer_kernel == "foreach"
+        assert "optimizer_kernel" not in to_dict(runner.DISTILL_PRESETS[preset])
+    built = []
+    real = runner.adam
+    monkeypatch.setattr(runner, "adam", lambda params, kernel, **kw: built.append(kernel) or real(params, kernel, **kw))
+    a = runner.distill("kd", "smoke", 0, smoke_store, overrides={"epochs": "1"}, runs_root=tmp_path, progress=False)
+    b = runner.distill("kd", "smoke", 0, smoke_store, overrides={"epochs": "1", "optimizer_kernel": "fused"},
+                       runs_root=tmp_path, progress=False)
+    assert built == ["foreach", "fused"] and a.path != b.path
+    wa, wb = torch.load(a.path / "student.pt"), torch.load(b.path / "student.pt")
+    assert any(not torch.equal(wa[k], wb[k]) for k in wa)   # the kernel reached the optimiser

@@ -22,7 +22,7 @@ from harness.cache.teachers import TEACHER_TASKS
 from harness.cache.writer import write_store
 from harness.data.transforms import apply_views_torch
 from harness.distill.methods import METHODS, MethodContext, MethodSettings, TeacherBatch, build_method
-from harness.distill.runner import (_batch_to_teachers, _student_input, _Trainable, optimiser_parameters,
+from harness.distill.runner import (DISTILL_PRESETS, _batch_to_teachers, _student_input, _Trainable, optimiser_parameters,
                                     teacher_names)
 from harness.distill.runner import method_context as runner_method_context
 from harness.models import MODEL_PRESETS, build_model
@@ -106,15 +106,16 @@ def method_context(store: FeatureStore, preset: str) -> MethodContext:
 
 
 class Trainee:
-    """One student with one method and its Adam optimiser, stepped as the runner steps it
-    (forward, summed loss, backward, gradient clip, optimiser step)."""
+    """One student with one method and its Adam optimiser (the preset's kernel, as the runner
+    builds it), stepped as the runner steps it (forward, summed loss, backward, gradient clip,
+    optimiser step)."""
 
     def __init__(self, method: str, ctx: MethodContext, preset: str, seed: int):
         torch.manual_seed(seed)
         student = build_model("alexnet", ctx.num_classes, preset)
         self.model = _Trainable(student, build_method(method, ctx, MethodSettings(gr_d=GR_D[preset]))).train()
         self.params = optimiser_parameters(self.model)
-        self.opt = adam(self.params, lr=1e-3)
+        self.opt = adam(self.params, DISTILL_PRESETS[preset].optimizer_kernel, lr=1e-3)
 
     def step(self, x: torch.Tensor, tb: TeacherBatch) -> None:
         _, terms = self.model(x, tb)
