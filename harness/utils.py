@@ -38,7 +38,7 @@ def adam(params, kernel: str = "foreach", **kwargs) -> torch.optim.Adam:
     ``fused`` (the ``paper`` preset's distillation): one pass over each parameter's memory
     instead of one per elementwise operation, about a quarter of foreach's time over the paper
     AlexNet on CPU (30 against 108 ms on 2 cores) and torch's fast path on CUDA. It rounds
-    differently (the last bit of about 2% of the weights after one step), so a preset whose
+    differently (the last bit of about 1% of the weights after one step, 2% after six), so a preset whose
     committed numbers came from foreach keeps foreach. The deterministic mode always takes
     foreach: its bits are what the mode's portable square root was checked on.
     """
