@@ -84,3 +84,18 @@ def test_the_runner_builds_the_kernel_its_config_names(smoke_store, tmp_path, mo
     assert built == ["foreach", "fused"] and a.path != b.path
     wa, wb = torch.load(a.path / "student.pt"), torch.load(b.path / "student.pt")
     assert any(not torch.equal(wa[k], wb[k]) for k in wa)   # the kernel reached the optimiser
+
+
+def test_a_run_with_the_fused_kernel_resumes_to_the_uninterrupted_result(smoke_store, tmp_path):
+    from harness.distill.runner import distill
+
+    over = {"epochs": "2", "optimizer_kernel": "fused"}
+    whole = distill("kd", "smoke", 0, smoke_store, overrides=over, runs_root=tmp_path / "a", progress=False)
+    part = distill("kd", "smoke", 0, smoke_store, overrides=over, runs_root=tmp_path / "b", progress=False,
+                   stop_after_epoch=1)
+    assert not part.is_finished()
+    saved = torch.load(part.state_path, weights_only=False)["optimizer"]["param_groups"][0]
+    assert saved["fused"] is True and not saved["foreach"]   # the resume point is the fused kernel's
+    resumed = distill("kd", "smoke", 0, smoke_store, overrides=over, runs_root=tmp_path / "b", progress=False)
+    a, b = torch.load(whole.path / "student.pt"), torch.load(resumed.path / "student.pt")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
