@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -22,7 +23,8 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-ADAM_KERNELS = ("foreach", "fused")
+AdamKernel = Literal["foreach", "fused"]   # a config field typed with it lists the choices
+ADAM_KERNELS = get_args(AdamKernel)
 
 
 def adam(params, kernel: str = "foreach", **kwargs) -> torch.optim.Adam:

@@ -22,8 +22,8 @@ from harness.cache.teachers import TEACHER_TASKS
 from harness.cache.writer import write_store
 from harness.data.transforms import apply_views_torch
 from harness.distill.methods import METHODS, MethodContext, MethodSettings, TeacherBatch, build_method
-from harness.distill.runner import (DISTILL_PRESETS, _batch_to_teachers, _student_input, _Trainable, optimiser_parameters,
-                                    teacher_names)
+from harness.distill.runner import (DISTILL_PRESETS, _batch_to_teachers, _student_input, _Trainable,
+                                    optimiser_parameters, teacher_names)
 from harness.distill.runner import method_context as runner_method_context
 from harness.models import MODEL_PRESETS, build_model
 from harness.pretext import get_task

@@ -21,7 +21,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -44,7 +44,7 @@ from harness.errors import HarnessError
 from harness.models import MODEL_PRESETS, build_model
 from harness.provenance import fingerprint, sha256_file
 from harness.runs import RunDir
-from harness.utils import ADAM_KERNELS, adam, pick_device, seed_everything
+from harness.utils import ADAM_KERNELS, AdamKernel, adam, pick_device, seed_everything
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ class DistillConfig:
     shuffle_buffer: int = 4        # store chunks the reader shuffles within
     prefetch: int = 2              # batches read ahead
     device: str = "auto"           # "auto" | "cpu" | "cuda"
-    optimizer_kernel: Literal["foreach", "fused"] = keyless_default("foreach")   # Adam's kernel: "foreach" (bit-identical to torch's loop) or "fused" (faster, other rounding; paper preset)
+    optimizer_kernel: AdamKernel = keyless_default("foreach")   # Adam's kernel: "foreach" (bit-identical to torch's loop) or "fused" (faster, other rounding; paper preset)
     method: MethodSettings = field(default_factory=MethodSettings)
 
     def __post_init__(self):
